@@ -1,0 +1,211 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Run a planned block commit: start or adopt the job, wait, finish, verify, clean up."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._blockjob import (
+    BlockJob,
+    Deadline,
+    JobEnded,
+    JobTimeout,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._chain import (
+    ChainError,
+    find_disk,
+    parse_disks,
+    same_path,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._commit_plan import plan_commit
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    LibvirtFailure,
+    error_code,
+    libvirt,
+    live_xml,
+)
+
+
+def _chain_list(chain):
+    return [image.short() for image in chain]
+
+
+def _chain_text(chain):
+    return ''.join('%s (%s)\n' % (image['path'], image['format']) for image in chain)
+
+
+def chain_diff(before, after):
+    return dict(before=_chain_text(before), after=_chain_text(after))
+
+
+class CommitRun(object):
+    """One blockcommit task against one disk of a running domain."""
+
+    def __init__(self, client, params, backing_of):
+        self.client = client
+        self.params = params
+        self.backing_of = backing_of
+        self.started = time.monotonic()
+        self.domain = client.domain(params['domain'])
+        self.adopted = False
+        self.deleted = []
+        self.last_job = {}
+
+    def fail(self, msg, job=None):
+        disk = job.disk() if job is not None else None
+        raise LibvirtFailure(msg, chain=_chain_list(disk.chain) if disk else None,
+                             job=self.last_job)
+
+    def _plan(self, job):
+        info = job.info()
+        disk = job.disk()
+        try:
+            plan = plan_commit(disk, top=self.params['top'], base=self.params['base'],
+                               active=self.params['active'], delete=self.params['delete'],
+                               job_type=info.get('type') if info else None,
+                               backing_of=self.backing_of)
+        except ChainError as exc:
+            raise LibvirtFailure(str(exc), chain=_chain_list(disk.chain), job=info)
+        return plan
+
+    def run(self, check_mode):
+        params = self.params
+        if not self.domain.isActive():
+            raise LibvirtFailure(
+                'domain %s is shut off: libvirt can only commit the disks of a running '
+                'domain' % self.domain.name())
+        target = find_disk(parse_disks(live_xml(self.domain)), params['disk']).target
+        with BlockJob(self.client.conn, self.domain, target) as job:
+            plan = self._plan(job)
+            chain_before = _chain_list(plan.disk.chain)
+            result = dict(changed=plan.changes, chain_before=chain_before, job={},
+                          committed_bytes=0, adopted=plan.action == 'adopt', deleted=[],
+                          msg=plan.reason)
+            if not plan.changes or check_mode:
+                result.update(chain_after=_chain_list(plan.chain_after(params['finish'])),
+                              elapsed=self._elapsed())
+                if plan.changes:
+                    result['msg'] = self._describe(plan)
+                return result
+            msg = self._execute(job, plan)
+            disk = job.disk()
+        result.update(chain_after=_chain_list(disk.chain), job=self._job_result(),
+                      committed_bytes=self.last_job.get('end', 0), adopted=self.adopted,
+                      deleted=self.deleted, elapsed=self._elapsed(), msg=msg)
+        return result
+
+    def _elapsed(self):
+        return round(time.monotonic() - self.started, 3)
+
+    def _job_result(self):
+        return dict((key, self.last_job.get(key)) for key in ('type', 'cur', 'end'))
+
+    @staticmethod
+    def _describe(plan):
+        if plan.action == 'adopt':
+            return 'would finish the %s' % plan.reason
+        return 'would commit %s into %s' % (plan.top.path, plan.base.path)
+
+    def _execute(self, job, plan):
+        if plan.action == 'adopt' and not plan.active:
+            self.adopted = True
+            self._wait_intermediate(job, None)
+            plan = self._plan(job)
+            if not plan.changes:
+                return 'finished an intermediate commit job left on %s' % job.target
+        if plan.action == 'adopt':
+            self.adopted = True
+        else:
+            self._start(job, plan)
+        if plan.active:
+            return self._finish_active(job, plan)
+        self._wait_intermediate(job, plan)
+        self._delete(job, plan)
+        return 'committed %s into %s' % (plan.top.path, plan.base.path)
+
+    def _start(self, job, plan):
+        flags = 0
+        if plan.active:
+            flags |= libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE
+        if self.params['keep_relative']:
+            flags |= libvirt.VIR_DOMAIN_BLOCK_COMMIT_RELATIVE
+        try:
+            self.domain.blockCommit(job.target, plan.base.path, plan.top.path,
+                                    self.params['bandwidth'], flags)
+        except libvirt.libvirtError as exc:
+            raise LibvirtFailure('cannot start the commit of %s into %s: %s' % (
+                plan.top.path, plan.base.path, exc), libvirt_code=error_code(exc))
+        self.last_job = job.info() or self.last_job
+
+    def _timeout(self, job, what):
+        self.last_job = dict(job.last_info)
+        job.cancel()
+        self.fail('timeout: %s did not %s within %s seconds; the job was cancelled (never '
+                  'pivoted) and the disk still runs on its active layer' % (
+                      what, 'reach READY' if 'active' in what else 'finish',
+                      self.params['timeout']), job)
+
+    def _finish_active(self, job, plan):
+        top, base = plan.top.path, plan.base.path
+        try:
+            job.wait_ready(Deadline(self.params['timeout']))
+        except JobTimeout:
+            self._timeout(job, 'the active commit of %s' % job.target)
+        except JobEnded as ended:
+            self.fail('the active commit of %s ended before READY (status %s); the disk '
+                      'was not pivoted' % (job.target, ended.status), job)
+        self.last_job = job.info() or dict(job.last_info)
+        if self.params['finish'] == 'cancel':
+            job.cancel()
+            disk = job.disk()
+            if disk.mirror is not None or not same_path(disk.source, top):
+                self.fail('after the cancel, %s is not on %s alone' % (job.target, top), job)
+            return 'committed %s into %s; cancelled: %s stays the active layer' % (
+                top, base, top)
+        job.pivot()
+        disk = job.disk()
+        if disk.mirror is not None or not same_path(disk.source, base):
+            self.fail('the pivot of %s to %s is not confirmed by the live XML; nothing was '
+                      'deleted' % (job.target, base), job)
+        self._delete(job, plan)
+        return 'committed %s into %s and pivoted: %s is the active layer' % (top, base, base)
+
+    def _wait_intermediate(self, job, plan):
+        try:
+            status = job.wait_gone(Deadline(self.params['timeout']))
+        except JobTimeout:
+            self._timeout(job, 'the commit on %s' % job.target)
+        self.last_job = dict(job.last_info)
+        if status in (libvirt.VIR_DOMAIN_BLOCK_JOB_FAILED, libvirt.VIR_DOMAIN_BLOCK_JOB_CANCELED):
+            self.fail('the commit job on %s %s' % (
+                job.target,
+                'failed' if status == libvirt.VIR_DOMAIN_BLOCK_JOB_FAILED else 'was cancelled'),
+                job)
+        if self.last_job:
+            self.last_job['cur'] = self.last_job.get('end')
+        if plan is not None and job.disk().position(plan.top.path) is not None:
+            self.fail('the commit job on %s ended but %s is still in the chain' % (
+                job.target, plan.top.path), job)
+
+    def _delete(self, job, plan):
+        """Remove committed images that no disk of the domain uses any more."""
+        if not self.params['delete']:
+            return
+        in_use = [image.path for disk in parse_disks(live_xml(self.domain))
+                  for image in disk.chain if image.path]
+        for image in plan.removed(self.params['finish']):
+            if image.kind != 'file' or any(same_path(image.path, p) for p in in_use):
+                continue
+            try:
+                os.unlink(image.path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.fail('the commit succeeded but %s could not be deleted: %s' % (
+                    image.path, exc), job)
+            self.deleted.append(image.path)
