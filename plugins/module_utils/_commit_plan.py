@@ -83,9 +83,10 @@ def _plan_with_job(disk, job_type, top_pos, base_pos, active):
     wanted = 'active_commit' if active else 'commit'
     if job_type != wanted:
         raise ChainError(
-            'disk %s already has a %s block job; this task asks for %s. The job was '
+            'disk %s is busy with a block job (%s); this task asks for %s. The job was '
             'left untouched: finish or cancel it first' % (
-                disk.target, job_type.replace('_', ' '), wanted.replace('_', ' ')))
+                disk.target, job_type.replace('_', ' '), 'an active commit' if active
+                else 'an intermediate commit'))
     if not active:
         return CommitPlan(disk, 'adopt', reason='an intermediate commit job is already running')
     mirror = disk.mirror
@@ -137,6 +138,9 @@ def plan_commit(disk, top=None, base=None, active=False, delete=False,
     if base and base_pos is None:
         raise ChainError('base %s is not in the chain of %s: %s' % (
             base, disk.target, ' -> '.join(i.path or '?' for i in chain)))
+    if base_pos == 0 and not top:
+        return CommitPlan(disk, 'noop', reason='the active layer of %s already is base %s'
+                          % (disk.target, chain[0].path))
     if len(chain) < 2:
         return CommitPlan(disk, 'noop', reason='disk %s has a single image: nothing to commit'
                           % disk.target)
@@ -146,9 +150,6 @@ def plan_commit(disk, top=None, base=None, active=False, delete=False,
                               'commit' % chain[top_pos].path)
         base_pos = top_pos + 1
     if base_pos == top_pos:
-        if not top and top_pos == 0:
-            return CommitPlan(disk, 'noop', reason='the active layer of %s already is base %s'
-                              % (disk.target, chain[0].path))
         raise ChainError('base %s is the same image as top' % chain[base_pos].path)
     if base_pos < top_pos:
         raise ChainError('base %s is not below top %s in the chain of %s' % (

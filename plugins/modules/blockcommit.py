@@ -13,7 +13,7 @@ version_added: 0.1.0
 description:
   - Merges the data of one or more images of a disk's backing chain (from O(top) down to just
     above O(base)) into O(base), while the domain runs, with a libvirt block commit job.
-  - B(Intermediate commit) (O(top) below the active layer) is a single-phase job: when it
+  - B(Intermediate commit) (O(top) below the active layer) is a single-phase job. When it
     ends, the committed images are out of the chain.
   - B(Active commit) (O(top) is the active layer, the image the guest writes to) is a
     B(two-phase) job. It copies data, then reaches READY and keeps mirroring every new guest
@@ -66,7 +66,7 @@ options:
       - A path that has left the chain is reported as C(changed=false) when an earlier run
         committed it (O(delete=true) and the file is gone, or the file remains and its backing
         image is O(base) or an image below it); otherwise it is an error. Index specs change
-        meaning when the chain changes: use paths in tasks that are repeated.
+        meaning when the chain changes, so use paths in tasks that are repeated.
     type: str
   base:
     description:

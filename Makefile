@@ -1,0 +1,142 @@
+# virtops.libvirt: development and CI entry points (GNU make).
+#
+#   make setup        host packages + libvirtd (scripts/setup-host.sh), dev venv, pip stand-in
+#   make test         setup, then sanity, lint, units, integration, molecule; stops at the first failure
+#   make sanity | lint | units | integration | molecule | demo | collection | clean
+#
+# ansible-test needs the collection under .../ansible_collections/virtops/libvirt/, so the
+# sanity/units/integration targets run in a copy of the working tree in $(BUILD) (see
+# `collection`); their results land in $(COLLECTION_DIR)/tests/output.
+# Extra arguments: SANITY_ARGS, UNITS_ARGS, INTEGRATION_ARGS, LINT_ARGS, MOLECULE_ARGS, DEMO_ARGS
+# (e.g. `make integration INTEGRATION_ARGS='blockcommit -v'`).
+
+VENV  ?= .venv
+PY    ?= python3
+BUILD ?= .build
+
+SANITY_ARGS      ?=
+UNITS_ARGS       ?=
+INTEGRATION_ARGS ?=
+LINT_ARGS        ?=
+MOLECULE_ARGS    ?=
+DEMO_ARGS        ?=
+
+SHELL       := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+# Stages and their prerequisites run strictly in order, even under `make -j`.
+.NOTPARALLEL:
+
+ROOT           := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+VENV_DIR       := $(abspath $(VENV))
+BUILD_DIR      := $(abspath $(BUILD))
+COLLECTION_DIR := $(BUILD_DIR)/ansible_collections/virtops/libvirt
+VENV_PY        := $(VENV_DIR)/bin/python
+VENV_STAMP     := $(VENV_DIR)/.virtops-dev.stamp
+REQUIREMENTS   := $(ROOT)/scripts/requirements-dev.txt $(ROOT)/scripts/constraints-dev.txt
+
+# The venv's tools come first.
+export PATH := $(VENV_DIR)/bin:$(PATH)
+export ANSIBLE_FORCE_COLOR ?= 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Python X.Y of the venv (controller and, for units/integration, module interpreter).
+PYVER = $(shell $(VENV_PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+ANSIBLE_TEST = cd $(COLLECTION_DIR) && $(VENV_DIR)/bin/ansible-test
+
+# rsync excludes: VCS, local environments, build output, caches (anchored at the repo root).
+rel = $(patsubst $(ROOT)/%,%,$(1))
+RSYNC_EXCLUDES := $(addprefix --exclude=,$(sort /.git/ /.venv/ /.build/ \
+	/$(call rel,$(VENV_DIR))/ /$(call rel,$(BUILD_DIR))/ /tests/output/ /.ansible/ /.cache/)) \
+	--exclude=__pycache__/ --exclude=.pytest_cache/ --exclude='*.pyc'
+
+banner = @printf '\n==== %s ====\n' '$(1)'
+
+.PHONY: help setup host venv pip-standin collection sanity lint units integration molecule \
+	test demo clean
+
+help:
+	@sed -n '2,11s/^# \{0,1\}//p' $(ROOT)/Makefile
+
+# --- setup -----------------------------------------------------------------------------
+setup: host venv pip-standin
+
+host:
+	$(ROOT)/scripts/setup-host.sh
+
+venv: $(VENV_STAMP)
+
+# Created when missing, updated when the requirement files change. Needs the host packages
+# (python3-venv; libvirt-dev, pkg-config, gcc, python3-dev to build libvirt-python).
+$(VENV_STAMP): $(REQUIREMENTS) | host
+	@test -x $(VENV_PY) || { echo "creating venv $(VENV_DIR)"; $(PY) -m venv $(VENV_DIR); }
+	$(VENV_PY) -m pip install --quiet --upgrade pip
+	$(VENV_PY) -m pip install --quiet -r $(ROOT)/scripts/requirements-dev.txt \
+		-c $(ROOT)/scripts/constraints-dev.txt
+	$(VENV_PY) -c 'import libvirt, ansible_test; print("venv ok: libvirt-python", libvirt.getVersion())'
+	@touch $@
+
+pip-standin: $(VENV_STAMP)
+	$(ROOT)/scripts/install-pip-standin.sh $(VENV_PY)
+
+# --- collection copy for ansible-test -----------------------------------------------------
+# The copy gets an empty git repository of its own: ansible-test looks for `.git` in the
+# collection dir and its parents, and inside our repo's (ignored) $(BUILD) it would find the
+# outer repo and see no files at all ("All targets skipped"). With its own repo it lists every
+# file that is not git-ignored (`git ls-files --others --exclude-standard`).
+collection: | host
+	@mkdir -p $(COLLECTION_DIR)
+	rsync -a --delete $(RSYNC_EXCLUDES) $(ROOT)/ $(COLLECTION_DIR)/
+	@test -e $(COLLECTION_DIR)/.git || git -C $(COLLECTION_DIR) init -q
+
+# ansible-playbook / ansible-lint / molecule resolve `virtops.libvirt.*` against the copy.
+# (ansible-test manages its own collection paths.)
+lint molecule demo: export ANSIBLE_COLLECTIONS_PATH := $(BUILD_DIR)
+
+# --- test stages -------------------------------------------------------------------------------
+sanity: setup collection
+	$(ANSIBLE_TEST) sanity --venv --python $(PYVER) --color no $(SANITY_ARGS)
+
+lint: setup collection
+	cd $(ROOT) && ansible-lint --profile production --offline \
+		--exclude $(call rel,$(BUILD_DIR)) --exclude $(call rel,$(VENV_DIR)) --exclude tests/output \
+		$(LINT_ARGS)
+
+# The dev venv (pytest, pytest-mock, libvirt-python) is the test environment: unit tests may
+# import the real libvirt bindings.
+units: setup collection
+	$(ANSIBLE_TEST) units --local --python-interpreter $(VENV_PY) --color no $(UNITS_ARGS)
+
+# Targets run modules as root against the local libvirtd with the venv's Python (libvirt-python).
+integration: setup collection
+	$(ANSIBLE_TEST) integration --local --python-interpreter $(VENV_PY) --color no $(INTEGRATION_ARGS)
+
+molecule: setup collection
+	@if [ -d $(ROOT)/extensions/molecule ]; then \
+		cd $(ROOT)/extensions && molecule test --all $(MOLECULE_ARGS); \
+	else \
+		echo "no molecule scenarios"; \
+	fi
+
+# Each stage is its own make run, in order; the first non-zero exit stops the whole run.
+TEST_STAGES := sanity lint units integration molecule
+test:
+	$(call banner,setup)
+	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile setup collection
+	@for stage in $(TEST_STAGES); do \
+		printf '\n==== %s ====\n' "$$stage"; \
+		start=$$SECONDS; \
+		if ! $(MAKE) --no-print-directory -f $(ROOT)/Makefile $$stage; then \
+			printf '\n==== FAILED: %s (after %ss) ====\n' "$$stage" "$$((SECONDS - start))"; \
+			exit 1; \
+		fi; \
+		printf '==== %s passed (%ss) ====\n' "$$stage" "$$((SECONDS - start))"; \
+	done
+	$(call banner,all stages passed: $(TEST_STAGES))
+
+demo: setup collection
+	@test -f $(ROOT)/scripts/demo.yml || { echo "scripts/demo.yml does not exist yet" >&2; exit 1; }
+	ansible-playbook $(ROOT)/scripts/demo.yml $(DEMO_ARGS)
+
+clean:
+	rm -rf $(BUILD_DIR) $(ROOT)/tests/output

@@ -1,0 +1,323 @@
+#!/usr/bin/env python
+# Copyright (c) virtops.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Test-only helper: OS-less test VMs, guest writes and reads through HMP qemu-io.
+
+A test VM boots only its firmware; guest I/O is simulated with QEMU's
+``qemu-io`` HMP command on the disk's virtio backend, so it goes through
+whatever image is the active layer, in every phase of a block job. qemu-io
+prints to the domain log, where read checks are verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import libvirt
+import libvirt_qemu
+
+LOG_DIR = '/var/log/libvirt/qemu'
+MiB = 1024 * 1024
+
+
+def _ignore(dummy_ctx, dummy_err):
+    pass
+
+
+libvirt.registerErrorHandler(_ignore, None)
+
+
+def conn():
+    return libvirt.open('qemu:///system')
+
+
+def image_path(directory, target, layer, fmt):
+    if layer == 0:
+        return os.path.join(directory, '%s.base.%s' % (target, fmt))
+    return os.path.join(directory, '%s.%d.qcow2' % (target, layer))
+
+
+def make_images(directory, target, fmt, size, layers):
+    """A base image and ``layers - 1`` qcow2 overlays; returns the chain, active first."""
+    chain = [image_path(directory, target, 0, fmt)]
+    subprocess.run(['qemu-img', 'create', '-q', '-f', fmt, chain[0], size], check=True)
+    for layer in range(1, layers):
+        path = image_path(directory, target, layer, 'qcow2')
+        # Relative backing names, as many real chains have (and keep_relative needs).
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', os.path.basename(chain[-1]),
+                        '-F', 'qcow2' if layer > 1 else fmt, path], check=True)
+        chain.append(path)
+    return list(reversed(chain))
+
+
+def domain_xml(name, disks):
+    kind = 'kvm' if os.path.exists('/dev/kvm') else 'qemu'
+    disk_xml = ''
+    for disk in disks:
+        fmt = 'qcow2' if len(disk['chain']) > 1 else disk['format']
+        disk_xml += (
+            "<disk type='file' device='disk'><driver name='qemu' type='%s'/>"
+            "<source file='%s'/><target dev='%s' bus='virtio'/><alias name='ua-%s'/></disk>"
+            % (fmt, disk['chain'][0], disk['target'], disk['target']))
+    return (
+        "<domain type='%s'><name>%s</name><memory unit='MiB'>64</memory>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+        "<devices>%s<serial type='pty'/></devices></domain>" % (kind, name, disk_xml))
+
+
+def cmd_create(args):
+    os.makedirs(args.dir, exist_ok=True)
+    os.chmod(args.dir, 0o755)
+    disks = []
+    for spec in args.disk:
+        target, fmt, size, layers = spec.split(':')
+        chain = make_images(args.dir, target, fmt, size, int(layers))
+        disks.append(dict(target=target, format=fmt, chain=chain))
+    for spec in args.fill or []:
+        # Data written offline into one layer, before the VM starts.
+        target, layer, pattern, offset, length = spec.split(':')
+        fmt = [d['format'] for d in disks if d['target'] == target][0]
+        path = image_path(args.dir, target, int(layer), fmt)
+        subprocess.run(['qemu-io', '-f', fmt if layer == '0' else 'qcow2', '-c',
+                        'write -P %s %d %d' % (pattern, int(offset) * MiB, int(length) * MiB),
+                        path], check=True, capture_output=True)
+    xml = domain_xml(args.name, disks)
+    c = conn()
+    if args.persistent:
+        dom = c.defineXML(xml)
+        if not args.no_start:
+            dom.create()
+    else:
+        dom = c.createXML(xml, 0)
+    print(json.dumps(dict(name=args.name, dir=args.dir, disks=disks)))
+
+
+def cmd_destroy(args):
+    c = conn()
+    for name in args.name:
+        try:
+            dom = c.lookupByName(name)
+        except libvirt.libvirtError:
+            continue
+        if dom.isActive():
+            dom.destroy()
+        try:
+            dom.undefineFlags(0)
+        except libvirt.libvirtError:
+            pass
+    print(json.dumps(dict(destroyed=args.name)))
+
+
+def hmp(dom, command):
+    return libvirt_qemu.qemuMonitorCommand(
+        dom, command, libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
+
+
+def qemu_io(dom, target, command):
+    """Run one qemu-io command on the live disk; return what it printed to the log."""
+    log = os.path.join(LOG_DIR, '%s.log' % dom.name())
+    start = os.path.getsize(log)
+    out = hmp(dom, 'qemu-io -d /machine/peripheral/ua-%s/virtio-backend "%s"' % (target, command))
+    for dummy in range(50):
+        with open(log) as handle:
+            handle.seek(start)
+            text = out + handle.read()
+        if 'bytes at offset' in text or 'failed' in text.lower() or 'error' in text.lower():
+            return text
+        time.sleep(0.1)
+    return text
+
+
+def write(dom, target, pattern, offset, length):
+    text = qemu_io(dom, target, 'write -P %s %d %d' % (pattern, offset, length))
+    if 'wrote %d/%d bytes' % (length, length) not in text:
+        raise SystemExit('write failed: %s' % text)
+
+
+def read_ok(dom, target, pattern, offset, length):
+    text = qemu_io(dom, target, 'read -P %s %d %d' % (pattern, offset, length))
+    return 'Pattern verification failed' not in text and 'read %d/%d bytes' % (length, length) in text
+
+
+def cmd_write(args):
+    dom = conn().lookupByName(args.name)
+    write(dom, args.target, args.pattern, args.offset * MiB, args.length * MiB)
+    print(json.dumps(dict(written=True)))
+
+
+def cmd_read(args):
+    dom = conn().lookupByName(args.name)
+    ok = read_ok(dom, args.target, args.pattern, args.offset * MiB, args.length * MiB)
+    print(json.dumps(dict(match=ok)))
+    if not ok and not args.no_fail:
+        sys.exit(1)
+
+
+def cmd_image_read(args):
+    """Check a pattern in an image file (with its backing chain), offline."""
+    result = subprocess.run(
+        ['qemu-io', '-r', '-U', '-f', args.format, '-c',
+         'read -P %s %d %d' % (args.pattern, args.offset * MiB, args.length * MiB), args.path],
+        capture_output=True, text=True, check=False)
+    ok = result.returncode == 0 and 'Pattern verification failed' not in result.stdout
+    print(json.dumps(dict(match=ok, output=result.stdout + result.stderr)))
+    if not ok and not args.no_fail:
+        sys.exit(1)
+
+
+def job_info(dom, target):
+    return dom.blockJobInfo(target, 0) or {}
+
+
+def mirror_ready(dom):
+    return "ready='yes'" in dom.XMLDesc(0)
+
+
+def cmd_start_commit(args):
+    """Start an active commit like another process would, and leave it running."""
+    dom = conn().lookupByName(args.name)
+    dom.blockCommit(args.target, None, None, args.bandwidth,
+                    libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
+    deadline = time.monotonic() + 60
+    while args.wait_ready and not mirror_ready(dom):
+        if time.monotonic() > deadline:
+            raise SystemExit('job not READY after 60s')
+        time.sleep(0.2)
+    print(json.dumps(dict(job=job_info(dom, args.target), ready=mirror_ready(dom))))
+
+
+def cmd_start_copy(args):
+    """A block job of another kind (copy) that stays on the disk until aborted."""
+    dom = conn().lookupByName(args.name)
+    xml = "<disk type='file'><source file='%s'/><driver type='qcow2'/></disk>" % args.dest
+    dom.blockCopy(args.target, xml, None, 0)
+    print(json.dumps(dict(job=job_info(dom, args.target))))
+
+
+def cmd_abort(args):
+    dom = conn().lookupByName(args.name)
+    if job_info(dom, args.target):
+        dom.blockJobAbort(args.target, 0)
+    print(json.dumps(dict(aborted=True)))
+
+
+def cmd_hammer(args):
+    """Write a new pattern to a new MiB, over and over, until the disk has had a block
+    job and that job is gone (or the time limit); record every acknowledged write."""
+    dom = conn().lookupByName(args.name)
+    writes = []
+    seen_job = False
+    phases = set()
+    deadline = time.monotonic() + args.limit
+    index = 0
+    after = args.after
+    while time.monotonic() < deadline:
+        info = job_info(dom, args.target)
+        if info:
+            seen_job = True
+            phases.add('ready' if mirror_ready(dom) else 'copy')
+        elif seen_job:
+            after -= 1
+            if after < 0:
+                break
+        offset = args.first + (index % args.span)
+        pattern = '0x%02x' % (0x10 + index % 0xe0)
+        write(dom, args.target, pattern, offset * MiB, args.size * 1024)
+        writes.append(dict(offset=offset, pattern=pattern))
+        index += 1
+        time.sleep(args.interval)
+    with open(args.log, 'w') as handle:
+        json.dump(dict(writes=writes, seen_job=seen_job, phases=sorted(phases),
+                       size=args.size), handle)
+    print(json.dumps(dict(count=len(writes), seen_job=seen_job, phases=sorted(phases))))
+
+
+def cmd_check_hammer(args):
+    """Every last write to each offset must read back from the live disk."""
+    dom = conn().lookupByName(args.name)
+    with open(args.log) as handle:
+        data = json.load(handle)
+    last = {}
+    for item in data['writes']:
+        last[item['offset']] = item['pattern']
+    bad = [dict(offset=o, pattern=p) for o, p in sorted(last.items())
+           if not read_ok(dom, args.target, p, o * MiB, data['size'] * 1024)]
+    print(json.dumps(dict(checked=len(last), bad=bad, phases=data['phases'])))
+    if bad:
+        sys.exit(1)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('create')
+    p.add_argument('name')
+    p.add_argument('--dir', required=True)
+    p.add_argument('--disk', action='append', required=True, help='TARGET:FORMAT:SIZE:LAYERS')
+    p.add_argument('--fill', action='append', help='TARGET:LAYER:PATTERN:OFFSET_MIB:LENGTH_MIB')
+    p.add_argument('--persistent', action='store_true')
+    p.add_argument('--no-start', action='store_true')
+    p.set_defaults(func=cmd_create)
+    p = sub.add_parser('destroy')
+    p.add_argument('name', nargs='+')
+    p.set_defaults(func=cmd_destroy)
+    for name, func in (('write', cmd_write), ('read', cmd_read)):
+        p = sub.add_parser(name)
+        p.add_argument('name')
+        p.add_argument('target')
+        p.add_argument('pattern')
+        p.add_argument('offset', type=int, help='MiB')
+        p.add_argument('length', type=int, help='MiB')
+        p.add_argument('--no-fail', action='store_true')
+        p.set_defaults(func=func)
+    p = sub.add_parser('image-read')
+    p.add_argument('path')
+    p.add_argument('pattern')
+    p.add_argument('offset', type=int, help='MiB')
+    p.add_argument('length', type=int, help='MiB')
+    p.add_argument('--format', default='qcow2')
+    p.add_argument('--no-fail', action='store_true')
+    p.set_defaults(func=cmd_image_read)
+    p = sub.add_parser('start-commit')
+    p.add_argument('name')
+    p.add_argument('target')
+    p.add_argument('--bandwidth', type=int, default=0)
+    p.add_argument('--wait-ready', action='store_true')
+    p.set_defaults(func=cmd_start_commit)
+    p = sub.add_parser('start-copy')
+    p.add_argument('name')
+    p.add_argument('target')
+    p.add_argument('dest')
+    p.set_defaults(func=cmd_start_copy)
+    p = sub.add_parser('abort')
+    p.add_argument('name')
+    p.add_argument('target')
+    p.set_defaults(func=cmd_abort)
+    p = sub.add_parser('hammer')
+    p.add_argument('name')
+    p.add_argument('target')
+    p.add_argument('log')
+    p.add_argument('--first', type=int, default=32, help='first MiB written')
+    p.add_argument('--span', type=int, default=16, help='MiBs cycled through')
+    p.add_argument('--size', type=int, default=64, help='KiB per write')
+    p.add_argument('--interval', type=float, default=0.1)
+    p.add_argument('--after', type=int, default=3, help='writes after the job is gone')
+    p.add_argument('--limit', type=float, default=120)
+    p.set_defaults(func=cmd_hammer)
+    p = sub.add_parser('check-hammer')
+    p.add_argument('name')
+    p.add_argument('target')
+    p.add_argument('log')
+    p.set_defaults(func=cmd_check_hammer)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,144 @@
+# Copyright (c) virtops.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The READY/timeout logic of the block-job driver, against a fake domain.
+
+Real jobs are exercised by the integration tests; this pins the rules that
+are hard to provoke there: a lost event, cur == end without READY, a job
+that fails or vanishes.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ansible_collections.virtops.libvirt.plugins.module_utils import _blockjob
+from ansible_collections.virtops.libvirt.plugins.module_utils._blockjob import (
+    BlockJob,
+    Deadline,
+    JobEnded,
+    JobTimeout,
+)
+
+libvirt = pytest.importorskip('libvirt')
+
+XML = """<domain><devices><disk type='file' device='disk'>
+<driver name='qemu' type='qcow2'/><source file='/img/top.qcow2' index='2'/>
+<backingStore type='file' index='1'><format type='qcow2'/><source file='/img/base.qcow2'/>
+<backingStore/></backingStore>%s<target dev='vda' bus='virtio'/></disk></devices></domain>"""
+MIRROR = ("<mirror type='file' job='active-commit' ready='%s'><format type='qcow2'/>"
+          "<source file='/img/base.qcow2' index='1'/></mirror>")
+
+
+class FakeDomain(object):
+    def __init__(self, job=None, ready=None):
+        self.job = job
+        self.ready = ready
+        self.aborts = []
+
+    def blockJobInfo(self, target, flags):
+        return dict(self.job) if self.job else {}
+
+    def XMLDesc(self, flags):
+        return XML % (MIRROR % self.ready if self.ready is not None else '')
+
+    def blockJobAbort(self, target, flags):
+        self.aborts.append(flags)
+        self.job = None
+
+
+class FakeConn(object):
+    def __init__(self):
+        self.callback = None
+
+    def domainEventRegisterAny(self, dom, event, callback, opaque):
+        self.callback = callback
+        return 7
+
+    def domainEventDeregisterAny(self, callback_id):
+        self.callback = None
+
+
+COPYING = {'type': 4, 'cur': 10, 'end': 100, 'bandwidth': 0}
+CAUGHT_UP = {'type': 4, 'cur': 100, 'end': 100, 'bandwidth': 0}
+
+
+def watch(domain):
+    conn = FakeConn()
+    return conn, BlockJob(conn, domain, 'vda')
+
+
+def test_ready_from_the_event():
+    domain = FakeDomain(job=COPYING, ready='no')
+    conn, job = watch(domain)
+    timer = threading.Timer(0.05, conn.callback, (conn, domain, 'vda', 4,
+                                                  libvirt.VIR_DOMAIN_BLOCK_JOB_READY, None))
+    timer.start()
+    job.wait_ready(Deadline(5), poll=10)
+    timer.join()
+
+
+def test_events_of_other_disks_are_ignored():
+    domain = FakeDomain(job=COPYING, ready='no')
+    conn, job = watch(domain)
+    conn.callback(conn, domain, 'vdb', 4, libvirt.VIR_DOMAIN_BLOCK_JOB_READY, None)
+    with pytest.raises(JobTimeout):
+        job.wait_ready(Deadline(0.2), poll=0.05)
+
+
+def test_ready_from_the_live_xml_when_the_event_is_lost():
+    domain = FakeDomain(job=CAUGHT_UP, ready='yes')
+    dummy, job = watch(domain)
+    job.wait_ready(Deadline(1), poll=0.01)
+
+
+def test_cur_equal_end_is_not_ready():
+    domain = FakeDomain(job=CAUGHT_UP, ready='no')
+    dummy, job = watch(domain)
+    with pytest.raises(JobTimeout):
+        job.wait_ready(Deadline(0.2), poll=0.05)
+
+
+@pytest.mark.parametrize('status', ['FAILED', 'CANCELED'])
+def test_failed_job_ends_the_wait(status):
+    domain = FakeDomain(job=COPYING, ready='no')
+    conn, job = watch(domain)
+    conn.callback(conn, domain, 'vda', 4, getattr(libvirt, 'VIR_DOMAIN_BLOCK_JOB_' + status), None)
+    with pytest.raises(JobEnded):
+        job.wait_ready(Deadline(1))
+
+
+def test_vanished_job_ends_the_wait():
+    dummy, job = watch(FakeDomain(job=None))
+    with pytest.raises(JobEnded):
+        job.wait_ready(Deadline(1))
+
+
+def test_cancel_never_pivots(monkeypatch):
+    monkeypatch.setattr(_blockjob, 'VANISH_TIMEOUT', 1)
+    domain = FakeDomain(job=CAUGHT_UP, ready='yes')
+    dummy, job = watch(domain)
+    job.cancel()
+    assert domain.aborts == [0]
+
+
+def test_pivot_uses_the_pivot_flag(monkeypatch):
+    monkeypatch.setattr(_blockjob, 'VANISH_TIMEOUT', 1)
+    domain = FakeDomain(job=CAUGHT_UP, ready='yes')
+    dummy, job = watch(domain)
+    job.pivot()
+    assert domain.aborts == [libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT]
+
+
+def test_close_deregisters():
+    conn, job = watch(FakeDomain())
+    job.close()
+    assert conn.callback is None
+
+
+def test_deadline():
+    assert Deadline(0).remaining() is None and not Deadline(0).expired()
+    assert Deadline(None).slice(0.5) == 0.5
+    assert Deadline(0.0001).slice(5) <= 0.0001
