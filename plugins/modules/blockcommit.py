@@ -31,7 +31,7 @@ description:
     interrupted run) is adopted and finished instead of failing. A job of another kind makes
     the module fail and is left untouched.
 author:
-  - virtops.libvirt developers
+  - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
 attributes:
@@ -43,6 +43,7 @@ attributes:
     support: full
   platform:
     description: Runs on the hypervisor, against a local or remote libvirt URI.
+    support: full
     platforms: posix
   action_group:
     description: Use C(group/virtops.libvirt.libvirt) in C(module_defaults) to set O(uri) once.

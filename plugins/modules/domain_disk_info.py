@@ -18,7 +18,7 @@ description:
     image files with C(qemu-img info --backing-chain); indexes are then null.
   - Changes nothing.
 author:
-  - virtops.libvirt developers
+  - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
 attributes:
@@ -30,6 +30,7 @@ attributes:
     support: none
   platform:
     description: Runs on the hypervisor.
+    support: full
     platforms: posix
   action_group:
     description: Use C(group/virtops.libvirt.libvirt) in C(module_defaults) to set O(uri) once.
