@@ -108,8 +108,13 @@ units: setup collection
 	$(ANSIBLE_TEST) units --local --python-interpreter $(VENV_PY) --color no $(UNITS_ARGS)
 
 # Targets run modules as root against the local libvirtd with the venv's Python (libvirt-python).
+# The targets create and destroy their own VMs (hence --allow-destructive). A run in which
+# every target was skipped is a failure, not a pass.
 integration: setup collection
-	$(ANSIBLE_TEST) integration --local --python-interpreter $(VENV_PY) --color no $(INTEGRATION_ARGS)
+	$(ANSIBLE_TEST) integration --local --allow-destructive --python-interpreter $(VENV_PY) \
+		--color no $(INTEGRATION_ARGS) 2>&1 | tee $(BUILD_DIR)/integration.log
+	@! grep -q 'All targets skipped' $(BUILD_DIR)/integration.log || \
+		{ echo 'integration: no target ran' >&2; exit 1; }
 
 molecule: setup collection
 	@if [ -d $(ROOT)/extensions/molecule ]; then \

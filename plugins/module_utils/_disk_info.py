@@ -55,10 +55,29 @@ def _job_of(domain, disk):
                 ready=bool(disk.mirror is not None and disk.mirror.ready))
 
 
+def domain_summary(domain):
+    """Name, UUID, state and flags of one domain."""
+    what = 'cannot read the state of %s' % domain.name()
+    state = run_libvirt(lambda: domain.state(0)[0], what)
+    return dict(
+        name=domain.name(),
+        uuid=domain.UUIDString(),
+        state=DOMAIN_STATES.get(state, 'unknown'),
+        running=bool(run_libvirt(domain.isActive, what)),
+        persistent=bool(run_libvirt(domain.isPersistent, what)),
+    )
+
+
+def definition_xml(domain, persistent):
+    """The XML to keep in a backup: the persistent definition, else the live one."""
+    flags = libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0
+    return run_libvirt(lambda: domain.XMLDesc(flags), 'cannot read the XML of %s' % domain.name())
+
+
 def domain_facts(domain, qemu_img):
     """``(domain dict, [disk dict])`` for one domain."""
-    state = run_libvirt(lambda: domain.state(0)[0], 'cannot read the state of %s' % domain.name())
-    running = bool(run_libvirt(domain.isActive, 'cannot read the state of %s' % domain.name()))
+    info = domain_summary(domain)
+    running = info['running']
     xml = run_libvirt(lambda: domain.XMLDesc(0), 'cannot read the XML of %s' % domain.name())
     disks = []
     for disk in parse_disks(xml):
@@ -75,11 +94,5 @@ def domain_facts(domain, qemu_img):
             shareable=disk.shareable,
             job=_job_of(domain, disk) if running else {},
         ))
-    info = dict(
-        name=domain.name(),
-        uuid=domain.UUIDString(),
-        state=DOMAIN_STATES.get(state, 'unknown'),
-        running=running,
-        persistent=bool(domain.isPersistent()),
-    )
+    info['xml'] = definition_xml(domain, info['persistent'])
     return info, disks

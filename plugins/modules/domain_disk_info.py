@@ -83,7 +83,12 @@ domain:
     persistent:
       description: Whether the domain has a persistent definition.
       type: bool
-  sample: {name: web01, uuid: 2b0a5c7e-6f55-4c5e-9a53-2b0cb2f3d1c1, state: running, running: true, persistent: true}
+    xml:
+      description:
+        - The domain's definition to keep with a backup - the persistent (inactive) definition,
+          or the live one for a transient domain. Secrets are not included.
+      type: str
+  sample: {name: web01, uuid: 2b0a5c7e-6f55-4c5e-9a53-2b0cb2f3d1c1, state: running, running: true, persistent: true, xml: "<domain type='kvm'>...</domain>"}
 disks:
   description: Every disk of the domain, in definition order.
   returned: success
