@@ -253,6 +253,42 @@ def cmd_check_hammer(args):
         sys.exit(1)
 
 
+def image_pattern_ok(path, fmt, pattern, offset, length):
+    result = subprocess.run(
+        ['qemu-io', '-r', '-U', '-f', fmt, '-c', 'read -P %s %d %d' % (pattern, offset, length), path],
+        capture_output=True, text=True, check=False)
+    return result.returncode == 0 and 'Pattern verification failed' not in result.stdout
+
+
+def cmd_check_backup(args):
+    """A backup image taken while the writer ran holds, at each offset, exactly one of the
+    patterns written there (or the zeroes from before): a point-in-time state, nothing torn."""
+    with open(args.log) as handle:
+        data = json.load(handle)
+    size = data['size'] * 1024
+    candidates = {}
+    for item in data['writes']:
+        candidates.setdefault(item['offset'], []).append(item['pattern'])
+    torn = []
+    seen = 0
+    for offset, patterns in sorted(candidates.items()):
+        found = [p for p in ['0x00'] + list(dict.fromkeys(patterns))
+                 if image_pattern_ok(args.image, args.format, p, offset * MiB, size)]
+        if not found:
+            torn.append(offset)
+        elif found[0] != '0x00':
+            seen += 1
+    print(json.dumps(dict(offsets=len(candidates), with_writes=seen, torn=torn)))
+    if torn:
+        sys.exit(1)
+
+
+def cmd_snapshots(args):
+    """Snapshot metadata libvirt keeps for a domain (a NO_METADATA snapshot leaves none)."""
+    dom = conn().lookupByName(args.name)
+    print(json.dumps(dict(snapshots=[s.getName() for s in dom.listAllSnapshots(0)])))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest='command', required=True)
@@ -315,6 +351,14 @@ def main():
     p.add_argument('target')
     p.add_argument('log')
     p.set_defaults(func=cmd_check_hammer)
+    p = sub.add_parser('check-backup')
+    p.add_argument('image')
+    p.add_argument('log')
+    p.add_argument('--format', default='qcow2')
+    p.set_defaults(func=cmd_check_backup)
+    p = sub.add_parser('snapshots')
+    p.add_argument('name')
+    p.set_defaults(func=cmd_snapshots)
     args = parser.parse_args()
     args.func(args)
 
