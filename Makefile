@@ -116,9 +116,13 @@ integration: setup collection
 	@! grep -q 'All targets skipped' $(BUILD_DIR)/integration.log || \
 		{ echo 'integration: no target ran' >&2; exit 1; }
 
+# `reset` first: molecule keeps a scenario's state ("prepared") between runs, and a stale
+# state would skip the prepare step that creates the VMs.
 molecule: setup collection
 	@if [ -d $(ROOT)/extensions/molecule ]; then \
-		cd $(ROOT)/extensions && molecule test --all $(MOLECULE_ARGS); \
+		cd $(ROOT)/extensions && for scenario in molecule/*/; do \
+			molecule reset -s "$$(basename $$scenario)"; \
+		done && molecule test --all $(MOLECULE_ARGS); \
 	else \
 		echo "no molecule scenarios"; \
 	fi
