@@ -74,6 +74,7 @@ class BlockJob(object):
         self.last_info = {}
         self._cond = threading.Condition()
         self._status = None
+        self._events = 0
         self._callback_id = conn.domainEventRegisterAny(
             domain, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, self._on_event, None)
 
@@ -97,17 +98,23 @@ class BlockJob(object):
             return
         with self._cond:
             self._status = status
+            self._events += 1
             self._cond.notify_all()
 
     def reset_status(self):
+        """Forget the last event; call before starting a new job on the disk."""
         with self._cond:
             self._status = None
 
-    def _wait_event(self, seconds):
+    def _last_event(self):
         with self._cond:
-            if self._status is None and seconds > 0:
+            return self._events, self._status
+
+    def _wait_event(self, seen, seconds):
+        """Sleep until an event newer than ``seen`` arrives, or ``seconds`` pass."""
+        with self._cond:
+            if self._events == seen and seconds > 0:
                 self._cond.wait(seconds)
-            return self._status
 
     def info(self):
         """``{'type': name, 'cur': n, 'end': n}`` of the current job, or {}."""
@@ -137,7 +144,7 @@ class BlockJob(object):
         JobEnded when the job disappears or fails before READY.
         """
         while True:
-            status = self._wait_event(0)
+            seen, status = self._last_event()
             if status == libvirt.VIR_DOMAIN_BLOCK_JOB_READY:
                 return
             if status in (libvirt.VIR_DOMAIN_BLOCK_JOB_FAILED,
@@ -150,17 +157,17 @@ class BlockJob(object):
                 return
             if deadline.expired():
                 raise JobTimeout()
-            self._wait_event(deadline.slice(poll))
+            self._wait_event(seen, deadline.slice(poll))
 
     def wait_gone(self, deadline, poll=POLL_INTERVAL):
         """Block until no job is left on the disk; return the last event status."""
         while True:
-            status = self._wait_event(0)
+            seen, status = self._last_event()
             if not self.info():
                 return status
             if deadline.expired():
                 raise JobTimeout()
-            self._wait_event(deadline.slice(poll))
+            self._wait_event(seen, deadline.slice(poll))
 
     def pivot(self):
         """Switch the disk to the commit's base; synchronous."""

@@ -134,6 +134,7 @@ class CommitRun(object):
             flags |= libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE
         if self.params['keep_relative']:
             flags |= libvirt.VIR_DOMAIN_BLOCK_COMMIT_RELATIVE
+        job.reset_status()  # an adopted job's last event must not speak for this one
         try:
             self.domain.blockCommit(job.target, plan.base.path, plan.top.path,
                                     self.params['bandwidth'], flags)

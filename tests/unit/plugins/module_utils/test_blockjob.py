@@ -142,3 +142,20 @@ def test_deadline():
     assert Deadline(0).remaining() is None and not Deadline(0).expired()
     assert Deadline(None).slice(0.5) == 0.5
     assert Deadline(0.0001).slice(5) <= 0.0001
+
+
+def test_a_stale_event_neither_ends_nor_spins_the_next_wait():
+    domain = FakeDomain(job=COPYING, ready='no')
+    conn, job = watch(domain)
+    conn.callback(conn, domain, 'vda', 3, libvirt.VIR_DOMAIN_BLOCK_JOB_COMPLETED, None)
+    job.reset_status()
+    calls = []
+    original = domain.blockJobInfo
+
+    def counting(target, flags):
+        calls.append(1)
+        return original(target, flags)
+    domain.blockJobInfo = counting
+    with pytest.raises(JobTimeout):
+        job.wait_ready(Deadline(0.3), poll=0.1)
+    assert len(calls) < 10  # it slept between polls instead of spinning on the old event
