@@ -89,6 +89,9 @@ def finalize(partial_dir, manifest, keep, check_mode=False):
     if not TIMESTAMP.match(os.path.basename(final)):
         raise StoreError('%s is not named by a UTC timestamp (YYYYmmddTHHMMSSZ)' % final)
     changed = False
+    if os.path.exists(final) and os.path.isdir(partial_dir):
+        raise StoreError('both %s and %s exist: a backup with this timestamp is already '
+                         'complete; this one stays partial' % (final, partial_dir))
     if not os.path.isfile(os.path.join(final, MANIFEST)):
         if not os.path.isdir(partial_dir):
             raise StoreError('%s does not exist' % partial_dir)

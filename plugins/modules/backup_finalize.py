@@ -18,7 +18,9 @@ description:
     final name and fsyncs the parent.
   - Then keeps the O(keep) newest complete backups of the domain and deletes older ones. Only
     directories named by a timestamp and holding a manifest count; the newest is never deleted.
-  - Running it again on a completed backup changes nothing (but still applies retention).
+  - Running it again on a completed backup changes nothing (but still applies retention). When
+    the completed directory exists and the C(.partial) one too (two backups with one timestamp),
+    it fails and leaves both alone.
 author:
   - virtops.libvirt developers (@virtops)
 attributes:

@@ -90,6 +90,14 @@ def test_incomplete_backup_is_never_completed(tmp_path, change, message):
     assert partial.exists() and not (tmp_path / '20261127T010000Z').exists()
 
 
+def test_a_second_backup_with_the_same_timestamp_is_refused(tmp_path):
+    make_backup(tmp_path, '20261127T010000Z')
+    partial, manifest = partial_with_image(tmp_path)
+    with pytest.raises(StoreError, match='already complete'):
+        finalize(str(partial), manifest, keep=0)
+    assert partial.exists()
+
+
 def test_names_are_checked(tmp_path):
     with pytest.raises(StoreError, match='does not end with'):
         finalize(str(tmp_path / '20261127T010000Z'), {}, 0)
