@@ -129,7 +129,7 @@ EXAMPLES = r'''
   virtops.libvirt.blockcommit:
     domain: web01
     disk: vda
-    top: /var/lib/libvirt/images/web01.virtops-backup.qcow2
+    top: /var/lib/libvirt/images/web01.qcow2.virtops-backup.qcow2
     active: true
     finish: pivot
     delete: true
