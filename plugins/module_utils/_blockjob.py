@@ -176,7 +176,7 @@ class BlockJob(object):
         except libvirt.libvirtError as exc:
             raise LibvirtFailure('pivot of %s failed: %s' % (self.target, exc),
                                  libvirt_code=error_code(exc))
-        self.wait_gone(Deadline(VANISH_TIMEOUT))
+        self._wait_vanished('pivot')
 
     def cancel(self):
         """Abort the job and wait until it is gone. Never pivots."""
@@ -187,4 +187,12 @@ class BlockJob(object):
             if self.info():
                 raise LibvirtFailure('cancel of the %s job failed: %s' % (self.target, exc),
                                      libvirt_code=error_code(exc))
-        self.wait_gone(Deadline(VANISH_TIMEOUT))
+        self._wait_vanished('cancel')
+
+    def _wait_vanished(self, what):
+        try:
+            self.wait_gone(Deadline(VANISH_TIMEOUT))
+        except JobTimeout:
+            raise LibvirtFailure('the block job of %s was still there %d seconds after the %s; '
+                                 'nothing was deleted' % (self.target, VANISH_TIMEOUT, what),
+                                 job=dict(self.last_info))

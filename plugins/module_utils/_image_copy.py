@@ -67,13 +67,17 @@ def option_errors(params):
     return errors
 
 
-def convert_argv(binary, src, src_format, dest, fmt, compress='none', backing=None):
-    """argv of ``qemu-img convert`` for a forced-share, sparse copy with progress.
+def convert_argv(binary, src, src_format, dest, fmt, compress='none', backing=None,
+                 force_share=True):
+    """argv of ``qemu-img convert`` for a sparse copy with progress.
 
     ``backing`` is ``(path, format)`` for a shallow copy: only the data of the
-    top image is copied and the copy gets that backing file.
+    top image is copied and the copy gets that backing file. Without
+    ``force_share`` qemu-img takes the image lock, so a VM cannot start on the
+    image while it is copied (and a running one makes the copy fail).
     """
-    argv = [binary, 'convert', '-U', '-p', '-f', src_format, '-O', fmt, '-S', SPARSE_SIZE]
+    argv = [binary, 'convert'] + (['-U'] if force_share else []) + [
+        '-p', '-f', src_format, '-O', fmt, '-S', SPARSE_SIZE]
     if compress != 'none':
         argv.append('-c')
         if compress == 'zstd':
@@ -324,7 +328,7 @@ class ImageCopy(object):
             if backing and not backing[1]:
                 backing = (backing[0], self.info(backing[0])['format'])
         argv = convert_argv(self.qemu.binary, src, src_format, partial, p['format'],
-                            p['compress'], backing)
+                            p['compress'], backing, p.get('force_share', True))
         started = time.monotonic()
         progress = ProgressFile(p['progress_file'], virtual_size, started) if p['progress_file'] else None
         fd = open_partial(partial)

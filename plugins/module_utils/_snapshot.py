@@ -91,7 +91,19 @@ def _check_targets(disks, names, option):
             ', '.join(t for t in known if t) or 'no disks'))
 
 
-def _plan_disk(disk, wanted, exclude, suffix):
+def _overlay_for(disk, suffix, block_overlay_dir, domain_name):
+    """Next to a file image; for a block device, in ``block_overlay_dir`` (never in /dev)."""
+    if disk.kind != 'block':
+        return overlay_path(disk.source, suffix)
+    if not block_overlay_dir:
+        raise SnapshotError(
+            'disk %s is the block device %s: its overlay cannot go next to the device node '
+            '(that is /dev, in memory); set block_overlay_dir to a directory on real storage, '
+            'or exclude the disk' % (disk.target, disk.source))
+    return os.path.join(block_overlay_dir, '%s.%s.%s.qcow2' % (domain_name, disk.target, suffix))
+
+
+def _plan_disk(disk, wanted, exclude, suffix, block_overlay_dir=None, domain_name=None):
     if disk.target in exclude:
         return DiskPlan(disk.target, SKIPPED, 'excluded')
     if wanted and disk.target not in wanted:
@@ -109,11 +121,12 @@ def _plan_disk(disk, wanted, exclude, suffix):
         raise SnapshotError('disk %s has a block job (%s) running; finish or abort it '
                             'first' % (disk.target, disk.mirror.job))
     return DiskPlan(disk.target, SNAPSHOT, frozen=disk.source,
-                    overlay=overlay_path(disk.source, suffix), fmt=disk.format)
+                    overlay=_overlay_for(disk, suffix, block_overlay_dir, domain_name),
+                    fmt=disk.format)
 
 
 def plan_snapshot(disks, wanted=None, exclude=None, suffix=DEFAULT_SUFFIX,
-                  exists=os.path.lexists):
+                  exists=os.path.lexists, block_overlay_dir=None, domain_name=None):
     """One DiskPlan per disk, in definition order.
 
     ``wanted`` empty or None means every eligible disk; a disk named in it
@@ -124,7 +137,8 @@ def plan_snapshot(disks, wanted=None, exclude=None, suffix=DEFAULT_SUFFIX,
     exclude = list(exclude or [])
     _check_targets(disks, wanted, 'disks')
     _check_targets(disks, exclude, 'exclude')
-    plans = [_plan_disk(disk, wanted, exclude, suffix) for disk in disks]
+    plans = [_plan_disk(disk, wanted, exclude, suffix, block_overlay_dir, domain_name)
+             for disk in disks]
     # An overlay file that exists but is not in use is a leftover of an earlier run:
     # it may hold guest data, so it is never overwritten.
     leftovers = [plan for plan in plans if plan.status == SNAPSHOT and exists(plan.overlay)]
@@ -247,7 +261,8 @@ class SnapshotRun(object):
                 'domain %s is shut off: disk_snapshot only snapshots running domains (the '
                 'live backup copies a shut-off domain\'s images directly)' % self.name)
         plans = plan_snapshot(self._disks(), self.params['disks'], self.params['exclude'],
-                              self.params['suffix'], self.exists)
+                              self.params['suffix'], self.exists,
+                              self.params.get('block_overlay_dir'), self.name)
         to_snapshot = [plan.target for plan in plans if plan.status == SNAPSHOT]
         result = dict(changed=bool(to_snapshot), consistency='none', quiesce_error=None)
         if not to_snapshot or check_mode:

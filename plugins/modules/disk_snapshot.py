@@ -15,8 +15,9 @@ description:
     one atomic call. Each selected disk gets a new qcow2 overlay that the guest writes to from
     then on; the image it ran on before (the B(frozen) image) becomes its read-only backing
     image and can be copied safely while the domain runs.
-  - The overlay of a disk is C(<active image path>.<suffix>.qcow2), next to the image, for
-    example C(/img/vm.qcow2.virtops-backup.qcow2) for C(/img/vm.qcow2).
+  - The overlay of a file disk is C(<active image path>.<suffix>.qcow2), next to the image, for
+    example C(/img/vm.qcow2.virtops-backup.qcow2) for C(/img/vm.qcow2). The overlay of a block
+    device disk is C(<block_overlay_dir>/<domain>.<target>.<suffix>.qcow2).
   - Either every selected disk gets its overlay or none does. No snapshot metadata is kept
     (C(VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA)); the overlays are undone with
     M(virtops.libvirt.blockcommit) (O(virtops.libvirt.blockcommit#module:active=true),
@@ -83,6 +84,12 @@ options:
     type: str
     choices: [auto, always, never]
     default: auto
+  block_overlay_dir:
+    description:
+      - Directory, on real storage, for the overlays of block device disks (an LVM volume, a
+        partition). Required when such a disk is snapshotted; without it the module fails
+        before changing anything rather than put guest writes in C(/dev), which is in memory.
+    type: path
   suffix:
     description:
       - Marks the overlays this module creates; the overlay of C(IMAGE) is
@@ -93,9 +100,7 @@ options:
 notes:
   - The domain must be running. A shut-off domain makes the module fail; its images can be
     copied directly.
-  - Libvirt creates the overlay files (owned and labelled for QEMU). For a block device the
-    overlay is a file next to the device node (for example in C(/dev/vg)), where there is
-    rarely room for it; O(exclude) such disks when that does not suit.
+  - Libvirt creates the overlay files (owned and labelled for QEMU).
   - Undo the snapshot with M(virtops.libvirt.blockcommit), one disk at a time.
 seealso:
   - module: virtops.libvirt.blockcommit
@@ -223,6 +228,7 @@ def argument_spec():
         exclude=dict(type='list', elements='str', default=[]),
         quiesce=dict(type='str', choices=list(QUIESCE_MODES), default='auto'),
         suffix=dict(type='str', default=DEFAULT_SUFFIX),
+        block_overlay_dir=dict(type='path'),
     )
     spec.update(CONNECTION_ARGUMENT_SPEC)
     return spec

@@ -106,6 +106,14 @@ options:
         complete, then the rename replaces it.
     type: bool
     default: false
+  force_share:
+    description:
+      - Read O(src) without taking QEMU's image lock (C(qemu-img -U)), as needed for the frozen
+        backing image of a running VM.
+      - V(false) takes the lock for the copy, so a shut-off VM cannot start on the image while
+        it is copied, and an image in use makes the copy fail instead of being read torn.
+    type: bool
+    default: true
   progress_file:
     description:
       - While copying, rewrite this JSON file about once a second with C(percent),
@@ -265,6 +273,7 @@ def main():
             mode=dict(type='raw', default='0600'),
             force=dict(type='bool', default=False),
             progress_file=dict(type='path'),
+            force_share=dict(type='bool', default=True),
         ),
         supports_check_mode=True,
     )

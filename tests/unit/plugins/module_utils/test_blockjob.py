@@ -159,3 +159,13 @@ def test_a_stale_event_neither_ends_nor_spins_the_next_wait():
     with pytest.raises(JobTimeout):
         job.wait_ready(Deadline(0.3), poll=0.1)
     assert len(calls) < 10  # it slept between polls instead of spinning on the old event
+
+
+def test_a_job_that_never_vanishes_after_cancel_is_a_clean_failure(monkeypatch):
+    from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
+    monkeypatch.setattr(_blockjob, 'VANISH_TIMEOUT', 0.2)
+    domain = FakeDomain(job=CAUGHT_UP, ready='yes')
+    domain.blockJobAbort = lambda target, flags: None  # the job stays
+    dummy, job = watch(domain)
+    with pytest.raises(LibvirtFailure, match='still there'):
+        job.cancel()

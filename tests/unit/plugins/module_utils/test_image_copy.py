@@ -236,3 +236,8 @@ def test_concurrent_run_is_refused(fake_qemu, tmp_path):
     finally:
         os.close(fd)
     assert stat.S_IMODE(os.stat(partial).st_mode) == 0o600
+
+
+def test_convert_argv_without_force_share_takes_the_image_lock():
+    argv = convert_argv(QI, '/s', 'qcow2', '/d', 'qcow2', force_share=False)
+    assert '-U' not in argv and argv[:2] == [QI, 'convert']

@@ -109,6 +109,8 @@ def nothing_exists(path):
 
 
 def plan(xml=LIVE_XML, exists=nothing_exists, **kwargs):
+    kwargs.setdefault('block_overlay_dir', '/var/lib/overlays')
+    kwargs.setdefault('domain_name', 'web01')
     return plan_snapshot(parse_disks(xml), exists=exists, **kwargs)
 
 
@@ -132,7 +134,7 @@ def test_default_selects_every_eligible_disk_with_reasons_for_the_rest():
         target='vda', status='snapshotted', reason=None, frozen='/img/web01.1.qcow2',
         overlay='/img/web01.1.qcow2.virtops-backup.qcow2', format='qcow2')
     assert (result['vdb'].status, result['vdb'].frozen, result['vdb'].overlay, result['vdb'].format) \
-        == (SNAPSHOT, '/dev/vg/data', '/dev/vg/data.virtops-backup.qcow2', 'raw')
+        == (SNAPSHOT, '/dev/vg/data', '/var/lib/overlays/web01.vdb.virtops-backup.qcow2', 'raw')
     reasons = dict((p.target, p.reason) for p in plans if p.status == SKIPPED)
     assert reasons == {
         'sda': 'device cdrom',
@@ -373,3 +375,9 @@ def test_failed_fallback_reports_both_errors(libvirt):
         take_snapshot(domain, '<x/>', 'auto')
     assert 'the snapshot failed, nothing was snapshotted: file exists' in err.value.msg
     assert err.value.details == dict(libvirt_code=67, quiesce_error='no agent')
+
+
+def test_block_device_overlays_never_go_to_dev():
+    with pytest.raises(SnapshotError, match='block_overlay_dir'):
+        plan(block_overlay_dir=None)
+    assert by_target(plan(exclude=['vdb'], block_overlay_dir=None))['vdb'].status == 'skipped'
