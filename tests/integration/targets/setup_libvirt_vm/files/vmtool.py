@@ -208,8 +208,12 @@ def cmd_abort(args):
 
 
 def cmd_hammer(args):
-    """Write a new pattern to a new MiB, over and over, until the disk has had a block
-    job and that job is gone (or the time limit); record every acknowledged write."""
+    """Write a new pattern to a new MiB, over and over, and record every acknowledged write.
+
+    Stops ``--after`` writes after the disk has had a block job and that job is gone, or,
+    with ``--stop-file``, after that file appears (a job may be too short to be seen);
+    ``--limit`` bounds it in any case.
+    """
     dom = conn().lookupByName(args.name)
     writes = []
     seen_job = False
@@ -222,7 +226,7 @@ def cmd_hammer(args):
         if info:
             seen_job = True
             phases.add('ready' if mirror_ready(dom) else 'copy')
-        elif seen_job:
+        if (os.path.exists(args.stop_file) if args.stop_file else seen_job and not info):
             after -= 1
             if after < 0:
                 break
@@ -345,6 +349,7 @@ def main():
     p.add_argument('--interval', type=float, default=0.1)
     p.add_argument('--after', type=int, default=3, help='writes after the job is gone')
     p.add_argument('--limit', type=float, default=120)
+    p.add_argument('--stop-file', help='stop once this file exists')
     p.set_defaults(func=cmd_hammer)
     p = sub.add_parser('check-hammer')
     p.add_argument('name')
