@@ -27,7 +27,7 @@ class StoreError(Exception):
 
 
 def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:

@@ -26,7 +26,9 @@ import signal
 import subprocess
 import time
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import fsync_dir
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
+from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import backing_file
 
 FORMATS = ('qcow2', 'raw')
 COMPRESSIONS = ('none', 'zstd', 'zlib')
@@ -90,20 +92,6 @@ def convert_argv(binary, src, src_format, dest, fmt, compress='none', backing=No
 def compare_args(src, src_format, dest, fmt):
     """Arguments of ``qemu-img compare`` (both images opened with force-share)."""
     return ['compare', '-U', '-f', src_format, '-F', fmt, src, dest]
-
-
-def info_args(path, fmt=None):
-    return ['info', '-U', '--output=json'] + (['-f', fmt] if fmt else []) + [path]
-
-
-def backing_of_info(info, path):
-    """``(absolute path, format or None)`` of the backing file in ``qemu-img info``, or None."""
-    backing = info.get('full-backing-filename') or info.get('backing-filename')
-    if not backing:
-        return None
-    if not os.path.isabs(backing):
-        backing = os.path.join(os.path.dirname(os.path.abspath(path)), backing)
-    return os.path.normpath(backing), info.get('backing-filename-format')
 
 
 class ProgressParser(object):
@@ -222,14 +210,6 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _unlink(path):
     try:
         os.unlink(path)
@@ -266,13 +246,6 @@ class ImageCopy(object):
         self.params['dest'] = os.path.abspath(params['dest'])
         self.mode = parse_mode(params['mode'])
 
-    def info(self, path, fmt=None):
-        out = self.qemu.run(info_args(path, fmt), 'qemu-img info %s' % path)
-        try:
-            return json.loads(out)
-        except ValueError:
-            raise LibvirtFailure('qemu-img info %s printed no JSON: %s' % (path, out[:200]))
-
     def run(self, check_mode=False):
         p = self.params
         src, dest = p['src'], p['dest']
@@ -291,7 +264,7 @@ class ImageCopy(object):
             return self.kept()
         if not os.path.exists(src):
             raise LibvirtFailure('source image %s does not exist' % src)
-        info = self.info(src, p['src_format'])
+        info = self.qemu.info(src, fmt=p['src_format'])
         src_format = p['src_format'] or info['format']
         virtual_size = info['virtual-size']
         if check_mode:
@@ -303,14 +276,14 @@ class ImageCopy(object):
     def kept(self):
         p = self.params
         try:
-            info = self.info(p['dest'], p['format'])
+            info = self.qemu.info(p['dest'], fmt=p['format'])
         except LibvirtFailure as exc:
             raise LibvirtFailure('dest %s exists but is not a readable %s image (%s); use force: '
                                  'true to replace it' % (p['dest'], p['format'], exc.msg))
         src_format = p['src_format']
         if not src_format and os.path.exists(p['src']):
             try:
-                src_format = self.info(p['src'])['format']
+                src_format = self.qemu.info(p['src'])['format']
             except (LibvirtFailure, KeyError):
                 src_format = None
         return copy_result(False, p, src_format, info.get('virtual-size'),
@@ -324,9 +297,9 @@ class ImageCopy(object):
         partial = dest + PARTIAL_SUFFIX
         backing = None
         if not p['backing_chain']:
-            backing = backing_of_info(info, src)
+            backing = backing_file(info, src)
             if backing and not backing[1]:
-                backing = (backing[0], self.info(backing[0])['format'])
+                backing = (backing[0], self.qemu.info(backing[0])['format'])
         argv = convert_argv(self.qemu.binary, src, src_format, partial, p['format'],
                             p['compress'], backing, p.get('force_share', True))
         started = time.monotonic()

@@ -24,23 +24,33 @@ class QemuImg(object):
             raise LibvirtFailure('%s failed: %s' % (what, (err or out).strip()), rc=rc)
         return out
 
-    def info(self, path, backing_chain=False):
+    def info(self, path, backing_chain=False, fmt=None):
         """``qemu-img info`` as a dict (a list of dicts with ``backing_chain``)."""
         args = ['info', '-U', '--output=json']
         if backing_chain:
             args.append('--backing-chain')
+        if fmt:
+            args += ['-f', fmt]
         out = self.run(args + [path], 'qemu-img info %s' % path)
-        return json.loads(out)
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise LibvirtFailure('qemu-img info %s printed no JSON: %s' % (path, out[:200]))
 
     def backing_of(self, path):
         """Absolute path of an image's backing file, or None."""
         try:
-            info = self.info(path)
-        except (LibvirtFailure, ValueError):
+            backing = backing_file(self.info(path), path)
+        except LibvirtFailure:
             return None
-        backing = info.get('full-backing-filename') or info.get('backing-filename')
-        if not backing:
-            return None
-        if not os.path.isabs(backing):
-            backing = os.path.join(os.path.dirname(os.path.abspath(path)), backing)
-        return os.path.normpath(backing)
+        return backing[0] if backing else None
+
+
+def backing_file(info, path):
+    """``(absolute path, format or None)`` of the backing file in ``qemu-img info``, or None."""
+    backing = info.get('full-backing-filename') or info.get('backing-filename')
+    if not backing:
+        return None
+    if not os.path.isabs(backing):
+        backing = os.path.join(os.path.dirname(os.path.abspath(path)), backing)
+    return os.path.normpath(backing), info.get('backing-filename-format')
