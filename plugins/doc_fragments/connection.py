@@ -8,7 +8,14 @@ from __future__ import annotations
 
 class ModuleDocFragment(object):
 
+    # Every module with a connection belongs to the action group, so the group is documented here.
     DOCUMENTATION = r'''
+attributes:
+  action_group:
+    description: Use C(group/virtops.libvirt.libvirt) in C(module_defaults) to set O(uri) once.
+    support: full
+    membership:
+      - virtops.libvirt.libvirt
 options:
   uri:
     description:

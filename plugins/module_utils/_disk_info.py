@@ -68,12 +68,6 @@ def domain_summary(domain):
     )
 
 
-def definition_xml(domain, persistent):
-    """The XML to keep in a backup: the persistent definition, else the live one."""
-    flags = libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0
-    return run_libvirt(lambda: domain.XMLDesc(flags), 'cannot read the XML of %s' % domain.name())
-
-
 def domain_facts(domain, qemu_img):
     """``(domain dict, [disk dict])`` for one domain."""
     info = domain_summary(domain)
@@ -94,5 +88,10 @@ def domain_facts(domain, qemu_img):
             shareable=disk.shareable,
             job=_job_of(domain, disk) if running else {},
         ))
-    info['xml'] = definition_xml(domain, info['persistent'])
+    # The XML kept with a backup is the persistent definition; only a running persistent
+    # domain has one that differs from the XML just read.
+    if running and info['persistent']:
+        xml = run_libvirt(lambda: domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
+                          'cannot read the XML of %s' % domain.name())
+    info['xml'] = xml
     return info, disks

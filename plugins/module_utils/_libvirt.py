@@ -119,10 +119,6 @@ class LibvirtClient(object):
         except libvirt.libvirtError:
             raise LibvirtFailure('domain %s not found at %s' % (name, self.uri))
 
-    def domain_names(self):
-        """Names of every defined or running domain, sorted."""
-        return sorted(dom.name() for dom in self.conn.listAllDomains(0))
-
 
 def live_xml(domain):
     """The running definition, with backing chains and block-job mirrors."""

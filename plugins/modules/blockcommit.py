@@ -45,11 +45,6 @@ attributes:
     description: Runs on the hypervisor, against a local or remote libvirt URI.
     support: full
     platforms: posix
-  action_group:
-    description: Use C(group/virtops.libvirt.libvirt) in C(module_defaults) to set O(uri) once.
-    support: full
-    membership:
-      - virtops.libvirt.libvirt
 options:
   domain:
     description: Name or UUID of a running domain.

@@ -47,11 +47,6 @@ attributes:
     description: Runs on the hypervisor, which must see the image files to detect leftover overlays.
     support: full
     platforms: posix
-  action_group:
-    description: Use C(group/virtops.libvirt.libvirt) in C(module_defaults) to set O(uri) once.
-    support: full
-    membership:
-      - virtops.libvirt.libvirt
 options:
   domain:
     description: Name or UUID of a running domain.

@@ -27,11 +27,6 @@ attributes:
     description: Runs on the hypervisor.
     support: full
     platforms: posix
-  action_group:
-    description: Use C(group/virtops.libvirt.libvirt) in C(module_defaults) to set O(uri) once.
-    support: full
-    membership:
-      - virtops.libvirt.libvirt
 options: {}
 seealso:
   - module: virtops.libvirt.domain_disk_info
