@@ -59,23 +59,44 @@ class CommitPlan(object):
         return [image for image in self.disk.chain if image not in removed]
 
 
+# Longest backing chain walked from a top that left the chain; real chains are far shorter.
+MAX_WALK = 64
+
+
 def _committed_before(top_spec, disk, base_pos, delete, backing_of):
     """True when a top that left the chain was committed by an earlier run.
 
     Either the task deletes committed images and the file is gone, or the
-    file is still there and its backing image is base or an image below it.
+    file is still there and its backing chain, read from the image files,
+    enters the current chain at base or an image below it (with no base: at
+    any image). A commit over several layers (top s3, base base on
+    base <- s1 <- s2 <- s3 <- s4) drops s3 and s2, so the walk goes through
+    images that also left the chain. It stops at the first image of the
+    current chain: top's data went there, so when that image sits above base
+    the data is not in base, even if the walk would reach base further down.
     """
     if not os.path.isabs(top_spec):
         return False
     if not os.path.exists(top_spec):
         return bool(delete)
-    backing = backing_of(top_spec)
-    if backing is None:
-        return False
-    position = disk.position(backing)
-    if position is None:
-        return False
-    return base_pos is None or position >= base_pos
+    current = os.path.normpath(top_spec)
+    seen = {current}
+    for dummy in range(MAX_WALK):
+        backing = backing_of(current)
+        if not backing:
+            return False
+        if not os.path.isabs(backing):
+            # qemu resolves a relative backing name against the directory of the image naming it.
+            backing = os.path.join(os.path.dirname(current), backing)
+        backing = os.path.normpath(backing)
+        if backing in seen:
+            return False  # a cycle: these files never were one chain
+        position = disk.position(backing)
+        if position is not None:
+            return base_pos is None or position >= base_pos
+        seen.add(backing)
+        current = backing
+    return False
 
 
 def _plan_with_job(disk, job_type, top_pos, base_pos, active):
@@ -111,8 +132,9 @@ def plan_commit(disk, top=None, base=None, active=False, delete=False,
 
     ``job_type`` is the block job already on the disk (``commit``,
     ``active_commit``, ``copy``, ...) or None. ``backing_of(path)`` returns the
-    backing image path of an image file, or None; it is only called for a top
-    that is no longer in the chain. Raises ChainError for invalid requests.
+    backing image path of an image file (relative names are taken relative to
+    that file's directory), or None; it is only called, image after image, for
+    a top that is no longer in the chain. Raises ChainError for invalid requests.
     """
     chain = disk.chain
     top_pos = resolve_image(disk, top, 'top') if top else 0

@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._chain import (
@@ -13,6 +16,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._chain import (
     Mirror,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._commit_plan import plan_commit
+from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg
 
 
 def make_disk(*paths, **kwargs):
@@ -175,3 +179,175 @@ def test_job_of_another_kind_is_refused(job, active):
     kwargs = dict(active=True, top=ACTIVE) if active else dict(top=MID)
     with pytest.raises(ChainError, match=r'busy with a block job \(%s\)' % job.replace('_', ' ')):
         plan_commit(disk, job_type=job, backing_of=no_backing, **kwargs)
+
+
+# Multi-layer commits (issue 6, item 6): base <- s1 <- s2 <- s3 <- s4, s4 active.
+
+LAYERS = ('base', 's1', 's2', 's3', 's4')
+
+
+def layer_files(tmp_path, nested=False):
+    """Paths of the five layers; ``nested`` puts each in a directory of its own."""
+    files = {}
+    for name in LAYERS:
+        directory = tmp_path / (name + '.d') if nested else tmp_path
+        directory.mkdir(exist_ok=True)
+        files[name] = str(directory / ('%s.qcow2' % name))
+    return files
+
+
+def backing_names(files, relative):
+    """The backing name each layer's file holds, as qemu-img would print it."""
+    names = {}
+    for upper, lower in zip(LAYERS[1:], LAYERS):
+        names[files[upper]] = (os.path.relpath(files[lower], os.path.dirname(files[upper]))
+                               if relative else files[lower])
+    return names
+
+
+class Files(object):
+    """``backing_of`` over a dict: the backing name of a file, None for a missing file."""
+
+    def __init__(self, names):
+        self.names = names
+        self.calls = []
+
+    def __call__(self, path):
+        self.calls.append(path)
+        return self.names.get(path)
+
+
+def disk_of(files, *names):
+    return make_disk(*[files[name] for name in names])
+
+
+# (chain left by the earlier run, base of the repeated task)
+AFTER_COMMIT = [
+    (('s4', 'base'), 'base'),      # top s3, base base: s3, s2 and s1 left
+    (('s4', 's1', 'base'), 's1'),  # top s3, base s1: s3 and s2 left
+    (('s4', 'base'), None),        # committed into base, repeated without base
+    (('s4', 's2', 's1', 'base'), None),  # top s3 alone: committed into s2
+]
+
+
+@pytest.mark.parametrize('relative', [True, False], ids=['relative', 'absolute'])
+@pytest.mark.parametrize('nested', [False, True], ids=['one-dir', 'dir-per-layer'])
+@pytest.mark.parametrize('delete', [False, True], ids=['keep', 'delete'])
+@pytest.mark.parametrize('chain, base', AFTER_COMMIT)
+def test_multilayer_commit_repeated_is_noop(tmp_path, relative, nested, delete, chain, base):
+    files = layer_files(tmp_path, nested)
+    open(files['s3'], 'w').close()  # still there: delete: true alone does not make it a no-op
+    backing_of = Files(backing_names(files, relative))
+    plan = plan_commit(disk_of(files, *chain), top=files['s3'],
+                       base=files[base] if base else None, delete=delete,
+                       backing_of=backing_of)
+    assert plan.action == 'noop' and 'committed before' in plan.reason
+    # Walked from s3 down to the first image of the current chain, and no further.
+    entered = LAYERS.index([name for name in ('s2', 's1', 'base') if name in chain][0])
+    assert backing_of.calls == [files[LAYERS[pos]] for pos in range(3, entered, -1)]
+
+
+@pytest.mark.parametrize('chain, base', AFTER_COMMIT)
+def test_multilayer_commit_deleted_is_noop(tmp_path, chain, base):
+    files = layer_files(tmp_path)  # no file exists: delete: true removed them
+    plan = plan_commit(disk_of(files, *chain), top=files['s3'],
+                       base=files[base] if base else None, delete=True, backing_of=no_backing)
+    assert plan.action == 'noop'
+
+
+def test_committed_into_an_image_above_base_is_an_error(tmp_path):
+    # s3 went into s1, which is still in the chain: its data is not in base.
+    files = layer_files(tmp_path)
+    open(files['s3'], 'w').close()
+    with pytest.raises(ChainError, match='top %s is not in the chain' % files['s3']):
+        plan_commit(disk_of(files, 's4', 's1', 'base'), top=files['s3'], base=files['base'],
+                    backing_of=Files(backing_names(files, True)))
+
+
+def test_chain_that_never_reaches_the_disk_is_an_error(tmp_path):
+    files = layer_files(tmp_path)
+    open(files['s3'], 'w').close()
+    names = backing_names(files, False)
+    names[files['s1']] = '/templates/other.qcow2'  # s1 sits on an image of no chain here
+    with pytest.raises(ChainError, match='not in the chain'):
+        plan_commit(disk_of(files, 's4', 'base'), top=files['s3'], base=files['base'],
+                    backing_of=Files(names))
+
+
+def test_broken_chain_is_an_error(tmp_path):
+    # s2 was removed by hand: nothing proves that s3 ever sat on base.
+    files = layer_files(tmp_path)
+    open(files['s3'], 'w').close()
+    names = backing_names(files, True)
+    del names[files['s2']]
+    with pytest.raises(ChainError, match='not in the chain'):
+        plan_commit(disk_of(files, 's4', 'base'), top=files['s3'], base=files['base'],
+                    backing_of=Files(names))
+
+
+def test_backing_cycle_stops(tmp_path):
+    files = layer_files(tmp_path)
+    open(files['s3'], 'w').close()
+    backing_of = Files({files['s3']: 's2.qcow2', files['s2']: 's1.qcow2',
+                        files['s1']: 's3.qcow2'})
+    with pytest.raises(ChainError, match='not in the chain'):
+        plan_commit(disk_of(files, 's4', 'base'), top=files['s3'], base=files['base'],
+                    backing_of=backing_of)
+    assert backing_of.calls == [files['s3'], files['s2'], files['s1']]
+
+
+def test_backing_walk_is_bounded(tmp_path):
+    top = tmp_path / 'top.qcow2'
+    top.write_text('x')
+    calls = []
+
+    def endless(path):
+        calls.append(path)
+        return '/img/layer%d.qcow2' % len(calls)
+
+    with pytest.raises(ChainError, match='not in the chain'):
+        plan_commit(make_disk(ACTIVE, BASE), top=str(top), backing_of=endless)
+    assert len(calls) == 64
+
+
+def test_typo_in_multilayer_top_is_an_error(tmp_path):
+    files = layer_files(tmp_path)
+    for name in LAYERS:
+        open(files[name], 'w').close()
+    with pytest.raises(ChainError, match='not in the chain'):
+        plan_commit(disk_of(files, 's4', 'base'), top=files['s3'][:-1], base=files['base'],
+                    backing_of=Files(backing_names(files, True)))
+
+
+class FakeModule(object):
+    """Just enough of AnsibleModule for QemuImg: ``qemu-img info`` answers from a dict."""
+
+    def __init__(self, infos):
+        self.infos = infos
+
+    def get_bin_path(self, name, required=False):
+        return '/usr/bin/' + name
+
+    def run_command(self, argv):
+        info = self.infos.get(argv[-1])
+        if info is None:
+            return 1, '', "qemu-img: Could not open '%s'" % argv[-1]
+        return 0, json.dumps(info), ''
+
+
+@pytest.mark.parametrize('relative', [True, False], ids=['relative', 'absolute'])
+def test_qemu_img_backing_of_walks_relative_names(tmp_path, relative):
+    # The function blockcommit injects, over qemu-img's JSON with only backing-filename
+    # (qemu-img prints full-backing-filename only when it can open the file).
+    files = layer_files(tmp_path, nested=True)
+    open(files['s3'], 'w').close()
+    infos = dict((path, {'filename': path, 'backing-filename': name})
+                 for path, name in backing_names(files, relative).items())
+    backing_of = QemuImg(FakeModule(infos)).backing_of
+    assert backing_of(files['s3']) == files['s2']
+    plan = plan_commit(disk_of(files, 's4', 'base'), top=files['s3'], base=files['base'],
+                       backing_of=backing_of)
+    assert plan.action == 'noop'
+    with pytest.raises(ChainError, match='not in the chain'):
+        plan_commit(disk_of(files, 's4', 's1', 'base'), top=files['s3'], base=files['base'],
+                    backing_of=backing_of)
