@@ -61,7 +61,9 @@ options:
       - Defaults to the active layer.
       - A path that has left the chain is reported as C(changed=false) when an earlier run
         committed it (O(delete=true) and the file is gone, or the file remains and its backing
-        image is O(base) or an image below it); otherwise it is an error. Index specs change
+        chain, read from the image files, first meets the current chain at O(base) or an image
+        below it, or at any image when O(base) is not given, also after a commit of several
+        layers at once); otherwise it is an error. Index specs change
         meaning when the chain changes, so use paths in tasks that are repeated.
     type: str
   base:
