@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import libvirt
@@ -293,6 +294,172 @@ def cmd_snapshots(args):
     print(json.dumps(dict(snapshots=[s.getName() for s in dom.listAllSnapshots(0)])))
 
 
+def _log_line(handle, **record):
+    handle.write(json.dumps(record) + '\n')
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def cmd_hammer_log(args):
+    """Like ``hammer``, but logs every write as it happens (JSON lines), so a log survives
+    whatever kills the writer, and keeps writing through libvirtd restarts.
+
+    Each write is logged ``try`` before it is sent and ``ack`` once qemu-io confirmed it: a
+    write without ``ack`` may or may not have reached the disk. The writer stops on the stop
+    file, at ``--limit``, or when the domain is shut off (nothing left to write to).
+    """
+    deadline = time.monotonic() + args.limit
+    index = 0
+    dom = None
+    with open(args.log, 'a') as handle:
+        while time.monotonic() < deadline and not os.path.exists(args.stop_file):
+            try:
+                if dom is None:
+                    dom = conn().lookupByName(args.name)
+                if not dom.isActive():
+                    _log_line(handle, event='shutoff')
+                    break
+            except libvirt.libvirtError:
+                dom = None  # libvirtd restarting: connect again
+                time.sleep(0.3)
+                continue
+            offset = args.first + (index % args.span)
+            pattern = '0x%02x' % (0x10 + index % 0xe0)
+            _log_line(handle, i=index, offset=offset, pattern=pattern, size=args.size, state='try')
+            try:
+                text = qemu_io(dom, args.target, 'write -P %s %d %d' % (pattern, offset * MiB,
+                                                                        args.size * 1024))
+            except (libvirt.libvirtError, OSError):
+                text = ''
+                dom = None
+            if 'wrote %d/%d bytes' % (args.size * 1024, args.size * 1024) in text:
+                _log_line(handle, i=index, state='ack')
+            index += 1
+            time.sleep(args.interval)
+    print(json.dumps(dict(count=index)))
+
+
+def read_write_log(path):
+    """(writes in order, set of acknowledged indices) of a ``hammer-log`` log."""
+    writes, acked = [], set()
+    with open(path) as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a killed writer
+            if record.get('state') == 'try':
+                writes.append(record)
+            elif record.get('state') == 'ack':
+                acked.add(record['i'])
+    return writes, acked
+
+
+def allowed_patterns(writes, acked, offset, cut):
+    """Patterns the disk may hold at ``offset`` after the first ``cut`` writes: the last
+    acknowledged one (zeroes if none), or any later unacknowledged one."""
+    allowed = {'0x00'}
+    for record in writes[:cut]:
+        if record['offset'] != offset:
+            continue
+        if record['i'] in acked:
+            allowed = {record['pattern']}
+        else:
+            allowed.add(record['pattern'])
+    return allowed
+
+
+def region_bytes(path, fmt, first, span):
+    """The MiBs [first, first + span) of an image (with its backing chain), read offline."""
+    # A sparse raw copy of the whole image (qemu-img dd cannot skip here), then a slice of it.
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as tmp:
+        out = os.path.join(tmp, 'region.raw')
+        subprocess.run(['qemu-img', 'convert', '-U', '-f', fmt, '-O', 'raw', path, out],
+                       check=True, capture_output=True)
+        with open(out, 'rb') as handle:
+            handle.seek(first * MiB)
+            return handle.read(span * MiB)
+
+
+def uniform_pattern(data):
+    """'0xNN' when every byte of ``data`` is NN, else None (a torn or foreign block)."""
+    if data and data.count(data[:1]) == len(data):
+        return '0x%02x' % data[0]
+    return None
+
+
+def cmd_check_writes(args):
+    """Every acknowledged write of a ``hammer-log`` log reads back: the last acknowledged
+    pattern of each offset (or a later unacknowledged one). Live through HMP qemu-io, or
+    with ``--image`` offline from the image file (a shut-off VM)."""
+    writes, acked = read_write_log(args.log)
+    offsets = sorted({w['offset'] for w in writes})
+    bad = []
+    dom = None if args.image else conn().lookupByName(args.name)
+    region = region_bytes(args.image, args.format, offsets[0], offsets[-1] - offsets[0] + 1) \
+        if args.image and offsets else b''
+    for offset in offsets:
+        allowed = allowed_patterns(writes, acked, offset, len(writes))
+        size = [w['size'] for w in writes if w['offset'] == offset][0] * 1024
+        if args.image:
+            start = (offset - offsets[0]) * MiB
+            found = uniform_pattern(region[start:start + size])
+            ok = found in allowed
+        else:
+            found = None
+            ok = any(read_ok(dom, args.target, p, offset * MiB, size) for p in sorted(allowed))
+        if not ok:
+            bad.append(dict(offset=offset, allowed=sorted(allowed), found=found))
+    print(json.dumps(dict(checked=len(offsets), writes=len(writes), acked=len(acked), bad=bad)))
+    if bad:
+        sys.exit(1)
+
+
+def cmd_check_backup_log(args):
+    """A backup image is one point in time of the writer: some cut ``k`` such that every
+    offset holds what the first ``k`` writes left there (``hammer-log`` log, offline)."""
+    writes, acked = read_write_log(args.log)
+    if not writes:
+        print(json.dumps(dict(writes=0, cut=None)))
+        return
+    first = min(w['offset'] for w in writes)
+    span = max(w['offset'] for w in writes) - first + 1
+    data = region_bytes(args.image, args.format, first, span)
+    size = writes[0]['size'] * 1024
+    found = {}
+    for offset in sorted({w['offset'] for w in writes}):
+        start = (offset - first) * MiB
+        found[offset] = uniform_pattern(data[start:start + size])
+    torn = sorted(o for o, p in found.items() if p is None)
+    # Sweep the cut over the log, keeping each offset's allowed patterns up to date.
+    allowed = {o: {'0x00'} for o in found}
+    cuts = []
+    for cut in range(len(writes) + 1):
+        if cut:
+            record = writes[cut - 1]
+            if record['i'] in acked:
+                allowed[record['offset']] = {record['pattern']}
+            else:
+                allowed[record['offset']].add(record['pattern'])
+        if not torn and all(p in allowed[o] for o, p in found.items()):
+            cuts.append(cut)
+    print(json.dumps(dict(writes=len(writes), offsets=len(found), torn=torn,
+                          cut=(cuts[0] if cuts else None),
+                          found={str(o): p for o, p in found.items()})))
+    if torn or not cuts:
+        sys.exit(1)
+
+
+def cmd_quit(args):
+    """QEMU quits through its monitor: libvirt records a shutdown, as when the guest powers off."""
+    dom = conn().lookupByName(args.name)
+    try:
+        hmp(dom, 'quit')
+    except libvirt.libvirtError:
+        pass  # the monitor closes while the command returns
+    print(json.dumps(dict(quit=True)))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest='command', required=True)
@@ -364,6 +531,32 @@ def main():
     p = sub.add_parser('snapshots')
     p.add_argument('name')
     p.set_defaults(func=cmd_snapshots)
+    p = sub.add_parser('hammer-log')
+    p.add_argument('name')
+    p.add_argument('target')
+    p.add_argument('log')
+    p.add_argument('--stop-file', required=True)
+    p.add_argument('--first', type=int, default=32, help='first MiB written')
+    p.add_argument('--span', type=int, default=16, help='MiBs cycled through')
+    p.add_argument('--size', type=int, default=64, help='KiB per write')
+    p.add_argument('--interval', type=float, default=0.1)
+    p.add_argument('--limit', type=float, default=600)
+    p.set_defaults(func=cmd_hammer_log)
+    p = sub.add_parser('check-writes')
+    p.add_argument('name')
+    p.add_argument('target')
+    p.add_argument('log')
+    p.add_argument('--image', help='read this image file offline instead of the live disk')
+    p.add_argument('--format', default='qcow2')
+    p.set_defaults(func=cmd_check_writes)
+    p = sub.add_parser('check-backup-log')
+    p.add_argument('image')
+    p.add_argument('log')
+    p.add_argument('--format', default='qcow2')
+    p.set_defaults(func=cmd_check_backup_log)
+    p = sub.add_parser('quit')
+    p.add_argument('name')
+    p.set_defaults(func=cmd_quit)
     args = parser.parse_args()
     args.func(args)
 
