@@ -7,15 +7,16 @@
 
 A loop of tasks cannot print between polls without recursive includes, and
 those hit Python's recursion limit after a few hundred polls (a long copy
-would crash the play and skip every ``always`` section). This is one task.
+would crash the play and skip every ``always`` section). This is one task;
+each round trip runs the module of the same name, which waits on the host.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import os
 import time
 
+from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -37,32 +38,19 @@ def progress_line(label, done, total, ready=False):
                                         ', READY' if ready else '')
 
 
+def killed_module_result(result, jid):
+    """Ansible's async wrapper reports a module killed mid-run as a JSON parse traceback."""
+    if result.get('failed') and 'cmd' in result and 'data' in result and not result.get('data'):
+        return dict(failed=True, finished=True, ansible_job_id=jid,
+                    msg='the module of async job %s ended without a result (killed?)%s' % (
+                        jid, ': ' + result['stderr'].strip()[-500:] if result.get('stderr') else ''))
+    return result
+
+
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
     _requires_connection = True
-
-    def _run_module(self, name, args, task_vars):
-        return self._execute_module(module_name=name, module_args=args, task_vars=task_vars)
-
-    def _copy_progress(self, path, task_vars):
-        result = self._run_module('ansible.legacy.slurp', dict(src=path), task_vars)
-        if result.get('failed') or 'content' not in result:
-            return 0, 0, False
-        try:
-            data = json.loads(base64.b64decode(result['content']).decode('utf-8'))
-        except ValueError:
-            return 0, 0, False
-        return int(data.get('bytes_done') or 0), int(data.get('bytes_total') or 0), False
-
-    def _commit_progress(self, args, task_vars):
-        result = self._run_module('virtops.libvirt.domain_disk_info',
-                                  dict(uri=args['uri'], domain=args['domain']), task_vars)
-        for disk in result.get('disks') or []:
-            if disk.get('target') == args['disk'] and disk.get('job'):
-                job = disk['job']
-                return int(job.get('cur') or 0), int(job.get('end') or 0), bool(job.get('ready'))
-        return 0, 0, False
 
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
@@ -71,29 +59,31 @@ class ActionModule(ActionBase):
             label=dict(type='str', default='job'),
             interval=dict(type='int', default=10),
             progress_file=dict(type='path'),
-            uri=dict(type='str', default='qemu:///system'),
-            domain=dict(type='str'),
-            disk=dict(type='str'),
-        ))
-        async_dir = self._remote_expand_user(
-            self.get_shell_option('async_dir', default='~/.ansible_async'))
-        status_args = dict(jid=args['jid'], mode='status', _async_dir=async_dir)
-        interval = max(1, args['interval'])
+            lock=dict(type='path'),
+            lock_owner=dict(type='str'),
+        ), required_together=[('lock', 'lock_owner')])
+        module_args = dict(args, interval=max(1, args['interval']),
+                           _async_dir=self._remote_expand_user(
+                               self.get_shell_option('async_dir', default='~/.ansible_async')))
+        parent = os.getppid()
+        last_line = time.monotonic()
         while True:
-            status = self._run_module('ansible.legacy.async_status', status_args, task_vars)
-            if status.get('finished') or status.get('failed'):
+            if os.getppid() != parent:
+                raise AnsibleError('ansible-playbook is gone: stopped waiting for async job %s'
+                                   % args['jid'])
+            status = self._execute_module(module_name='virtops.libvirt.async_progress',
+                                          module_args=module_args, task_vars=task_vars)
+            if status.get('failed') or status.get('finished'):
                 break
-            time.sleep(interval)
-            if args['progress_file']:
-                done, total, ready = self._copy_progress(args['progress_file'], task_vars)
-            elif args['domain'] and args['disk']:
-                done, total, ready = self._commit_progress(args, task_vars)
-            else:
-                done, total, ready = 0, 0, False
-            display.display(progress_line(args['label'], done, total, ready))
-        if status.get('finished'):
-            self._run_module('ansible.legacy.async_status',
-                             dict(status_args, mode='cleanup'), task_vars)
-        status['finished'] = bool(status.get('finished'))
-        status['started'] = bool(status.get('started', True))
-        return status
+            if time.monotonic() - last_line >= args['interval']:
+                last_line = time.monotonic()
+                progress = status.get('progress') or {}
+                display.display(progress_line(
+                    args['label'], int(progress.get('bytes_done') or 0),
+                    int(progress.get('bytes_total') or 0), bool(progress.get('ready'))))
+        if status.get('failed'):
+            return dict(failed=True, finished=True, msg=status.get('msg'),
+                        ansible_job_id=args['jid'])
+        result = killed_module_result(dict(status['result']), args['jid'])
+        result.update(finished=True, started=True, ansible_job_id=args['jid'])
+        return result

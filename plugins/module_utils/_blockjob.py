@@ -20,6 +20,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._chain import (
     find_disk,
     job_type_name,
     parse_disks,
+    same_path,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     LibvirtFailure,
@@ -138,12 +139,15 @@ class BlockJob(object):
         mirror = self.disk().mirror
         return mirror is not None and mirror.ready
 
-    def wait_ready(self, deadline, poll=POLL_INTERVAL):
+    def wait_ready(self, deadline, poll=POLL_INTERVAL, on_tick=None):
         """Block until the job is READY; JobTimeout at the deadline.
 
-        JobEnded when the job disappears or fails before READY.
+        JobEnded when the job disappears or fails before READY. ``on_tick(info)``
+        is called on every look at the job (progress reporting).
         """
         while True:
+            if on_tick is not None:
+                on_tick(self.last_info)
             seen, status = self._last_event()
             if status == libvirt.VIR_DOMAIN_BLOCK_JOB_READY:
                 return
@@ -159,9 +163,11 @@ class BlockJob(object):
                 raise JobTimeout()
             self._wait_event(seen, deadline.slice(poll))
 
-    def wait_gone(self, deadline, poll=POLL_INTERVAL):
+    def wait_gone(self, deadline, poll=POLL_INTERVAL, on_tick=None):
         """Block until no job is left on the disk; return the last event status."""
         while True:
+            if on_tick is not None:
+                on_tick(self.last_info)
             seen, status = self._last_event()
             if not self.info():
                 return status
@@ -169,14 +175,30 @@ class BlockJob(object):
                 raise JobTimeout()
             self._wait_event(seen, deadline.slice(poll))
 
-    def pivot(self):
-        """Switch the disk to the commit's base; synchronous."""
+    def set_speed(self, bandwidth):
+        try:
+            self.domain.blockJobSetSpeed(self.target, bandwidth, 0)
+        except libvirt.libvirtError as exc:
+            raise LibvirtFailure('cannot set the bandwidth of the %s job: %s' % (self.target, exc),
+                                 libvirt_code=error_code(exc))
+
+    def pivot(self, base):
+        """Switch the disk to the commit's base; synchronous.
+
+        A pivot refused because the job is gone is a success when the live XML
+        shows the disk on ``base`` with no job: another process (a run that
+        was presumed dead) pivoted first.
+        """
         try:
             self.domain.blockJobAbort(self.target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
         except libvirt.libvirtError as exc:
-            raise LibvirtFailure('pivot of %s failed: %s' % (self.target, exc),
-                                 libvirt_code=error_code(exc))
+            disk = self.disk()
+            if self.info() or disk.mirror is not None or not same_path(disk.source or '', base):
+                raise LibvirtFailure('pivot of %s failed: %s' % (self.target, exc),
+                                     libvirt_code=error_code(exc))
+            return False
         self._wait_vanished('pivot')
+        return True
 
     def cancel(self):
         """Abort the job and wait until it is gone. Never pivots."""

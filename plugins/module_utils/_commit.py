@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import write_progress
 from ansible_collections.virtops.libvirt.plugins.module_utils._blockjob import (
     BlockJob,
     Deadline,
@@ -23,12 +26,30 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._chain import (
     same_path,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._commit_plan import plan_commit
+from ansible_collections.virtops.libvirt.plugins.module_utils._failpoint import failpoint
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    LibvirtClient,
     LibvirtFailure,
     error_code,
     libvirt,
     live_xml,
 )
+
+# A libvirtd restart drops our connection; QEMU keeps the job, so reconnect and adopt it.
+RECONNECT_WINDOW = 90
+RECONNECTS = 3
+PROGRESS_EVERY = 1.0
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGTERM/SIGINT/SIGHUP: a pivot is never left between confirmation and clean-up."""
+    held = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _chain_list(chain):
@@ -55,6 +76,41 @@ class CommitRun(object):
         self.adopted = False
         self.deleted = []
         self.last_job = {}
+        self.deadline = None
+        self.reconnected = 0
+        self._progress_at = None
+
+    def progress(self, info, ready=False, force=False):
+        """Rewrite the progress file (at most once a second unless forced)."""
+        path = self.params.get('progress_file')
+        now = time.monotonic()
+        if not path or (not force and self._progress_at is not None
+                        and now - self._progress_at < PROGRESS_EVERY):
+            return
+        self._progress_at = now
+        info = info or {}
+        write_progress(path, dict(phase='ready' if ready else 'copy', ready=ready,
+                                  bytes_done=info.get('cur', 0), bytes_total=info.get('end', 0)))
+
+    def _connection_lost(self):
+        try:
+            return not self.client.conn.isAlive()
+        except libvirt.libvirtError:
+            return True
+
+    def _reconnect(self):
+        """Open a new connection once libvirtd answers again; False when it does not."""
+        self.client.close()
+        deadline = time.monotonic() + RECONNECT_WINDOW
+        while time.monotonic() < deadline:
+            try:
+                self.client = LibvirtClient(self.client.uri, events=True)
+                self.domain = self.client.domain(self.params['domain'])
+                self.reconnected += 1
+                return True
+            except LibvirtFailure:
+                time.sleep(1)
+        return False
 
     def fail(self, msg, job=None):
         disk = job.disk() if job is not None else None
@@ -74,6 +130,20 @@ class CommitRun(object):
         return plan
 
     def run(self, check_mode):
+        """Plan and carry out the commit; across a libvirtd restart, adopt the job and go on."""
+        if not check_mode:
+            self.progress({}, force=True)
+        self.deadline = Deadline(self.params['timeout'])
+        while True:
+            try:
+                return self._run_once(check_mode)
+            except (LibvirtFailure, libvirt.libvirtError):
+                if check_mode or self.reconnected >= RECONNECTS or not self._connection_lost():
+                    raise
+                if not self._reconnect():
+                    raise
+
+    def _run_once(self, check_mode):
         params = self.params
         if not self.domain.isActive():
             raise LibvirtFailure(
@@ -120,6 +190,8 @@ class CommitRun(object):
                 return 'finished an intermediate commit job left on %s' % job.target
         if plan.action == 'adopt':
             self.adopted = True
+            if (job.info() or {}).get('bandwidth', 0) != self.params['bandwidth'] * 1024 * 1024:
+                job.set_speed(self.params['bandwidth'])  # a dead run's limit is not ours
         else:
             self._start(job, plan)
         if plan.active:
@@ -154,13 +226,19 @@ class CommitRun(object):
     def _finish_active(self, job, plan):
         top, base = plan.top.path, plan.base.path
         try:
-            job.wait_ready(Deadline(self.params['timeout']))
+            job.wait_ready(self.deadline, on_tick=self.progress)
         except JobTimeout:
             self._timeout(job, 'the active commit of %s' % job.target)
         except JobEnded as ended:
+            if self.params['finish'] == 'pivot' and self._pivoted_by_another(job, top, base):
+                self._delete(job, plan)
+                return 'another process pivoted %s to %s: %s is the active layer' % (
+                    job.target, base, base)
             self.fail('the active commit of %s ended before READY (status %s); the disk '
                       'was not pivoted' % (job.target, ended.status), job)
         self.last_job = job.info() or dict(job.last_info)
+        self.progress(self.last_job, ready=True, force=True)
+        failpoint('before_pivot')
         if self.params['finish'] == 'cancel':
             job.cancel()
             disk = job.disk()
@@ -168,17 +246,26 @@ class CommitRun(object):
                 self.fail('after the cancel, %s is not on %s alone' % (job.target, top), job)
             return 'committed %s into %s; cancelled: %s stays the active layer' % (
                 top, base, top)
-        job.pivot()
+        with signals_deferred():
+            ours = job.pivot(base)
+            disk = job.disk()
+            if disk.mirror is not None or not same_path(disk.source, base):
+                self.fail('the pivot of %s to %s is not confirmed by the live XML; nothing was '
+                          'deleted' % (job.target, base), job)
+            self._delete(job, plan)
+        return 'committed %s into %s and pivoted%s: %s is the active layer' % (
+            top, base, '' if ours else ' (by another process, first)', base)
+
+    @staticmethod
+    def _pivoted_by_another(job, top, base):
+        """The job vanished and the live XML shows the end state we wanted."""
         disk = job.disk()
-        if disk.mirror is not None or not same_path(disk.source, base):
-            self.fail('the pivot of %s to %s is not confirmed by the live XML; nothing was '
-                      'deleted' % (job.target, base), job)
-        self._delete(job, plan)
-        return 'committed %s into %s and pivoted: %s is the active layer' % (top, base, base)
+        return (not job.info() and disk.mirror is None and same_path(disk.source or '', base)
+                and disk.position(top) is None)
 
     def _wait_intermediate(self, job, plan):
         try:
-            status = job.wait_gone(Deadline(self.params['timeout']))
+            status = job.wait_gone(self.deadline, on_tick=self.progress)
         except JobTimeout:
             self._timeout(job, 'the commit on %s' % job.target)
         self.last_job = dict(job.last_info)

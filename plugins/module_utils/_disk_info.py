@@ -19,6 +19,11 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt,
     run_libvirt,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import (
+    DEFAULT_SUFFIX,
+    ineligible_reason,
+    is_overlay,
+)
 
 DOMAIN_STATES = {
     0: 'nostate',
@@ -68,7 +73,7 @@ def domain_summary(domain):
     )
 
 
-def domain_facts(domain, qemu_img):
+def domain_facts(domain, qemu_img, suffix=DEFAULT_SUFFIX):
     """``(domain dict, [disk dict])`` for one domain."""
     info = domain_summary(domain)
     running = info['running']
@@ -87,6 +92,8 @@ def domain_facts(domain, qemu_img):
             readonly=disk.readonly,
             shareable=disk.shareable,
             job=_job_of(domain, disk) if running else {},
+            skip_reason=ineligible_reason(disk),
+            backup_overlay=is_overlay(disk.source, suffix),
         ))
     # The XML kept with a backup is the persistent definition; only a running persistent
     # domain has one that differs from the XML just read.
@@ -94,4 +101,5 @@ def domain_facts(domain, qemu_img):
         xml = run_libvirt(lambda: domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
                           'cannot read the XML of %s' % domain.name())
     info['xml'] = xml
+    info['backup_overlays'] = [disk['target'] for disk in disks if disk['backup_overlay']]
     return info, disks

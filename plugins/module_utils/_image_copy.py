@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import selectors
@@ -26,6 +25,7 @@ import signal
 import subprocess
 import time
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import write_progress
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import fsync_dir
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import backing_file
@@ -62,6 +62,8 @@ def option_errors(params):
                       % params['compress'])
     if not params['backing_chain'] and params['format'] != 'qcow2':
         errors.append('backing_chain: false needs format: qcow2 (a raw image has no backing file)')
+    if (params.get('bandwidth') or 0) < 0:
+        errors.append('bandwidth must be 0 (unlimited) or more MiB/s, got %s' % params['bandwidth'])
     try:
         parse_mode(params['mode'])
     except ValueError as exc:
@@ -70,16 +72,19 @@ def option_errors(params):
 
 
 def convert_argv(binary, src, src_format, dest, fmt, compress='none', backing=None,
-                 force_share=True):
+                 force_share=True, bandwidth=0):
     """argv of ``qemu-img convert`` for a sparse copy with progress.
 
     ``backing`` is ``(path, format)`` for a shallow copy: only the data of the
     top image is copied and the copy gets that backing file. Without
     ``force_share`` qemu-img takes the image lock, so a VM cannot start on the
     image while it is copied (and a running one makes the copy fail).
+    ``bandwidth`` (MiB/s, 0 unlimited) limits the reads, so production I/O is not starved.
     """
     argv = [binary, 'convert'] + (['-U'] if force_share else []) + [
         '-p', '-f', src_format, '-O', fmt, '-S', SPARSE_SIZE]
+    if bandwidth:
+        argv += ['-r', '%dM' % bandwidth]
     if compress != 'none':
         argv.append('-c')
         if compress == 'zstd':
@@ -144,15 +149,27 @@ def describe(params, src_format):
     return what + ')'
 
 
-def run_convert(argv, on_tick=None, interval=PROGRESS_INTERVAL, pass_fds=()):
+def _die_with_parent():
+    """In the child: the kernel kills qemu-img when the module is killed (SIGKILL included)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_convert(argv, on_tick=None, interval=PROGRESS_INTERVAL, pass_fds=(), on_start=None):
     """Run ``qemu-img convert -p`` from an argv list; call ``on_tick(percent)`` about every
     ``interval`` seconds. Returns ``(rc, stderr)``. The child is killed if we are interrupted."""
     parser = ProgressParser()
     errors = []
     # umask: whatever qemu-img creates is private (the partial file already is).
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, umask=0o077, pass_fds=pass_fds)
+                            stderr=subprocess.PIPE, umask=0o077, pass_fds=pass_fds,
+                            preexec_fn=_die_with_parent)
     try:
+        if on_start:
+            on_start(proc.pid)
         with selectors.DefaultSelector() as selector:
             selector.register(proc.stdout, selectors.EVENT_READ)
             selector.register(proc.stderr, selectors.EVENT_READ)
@@ -192,10 +209,7 @@ class ProgressFile(object):
         if self.last is not None and now - self.last < PROGRESS_INTERVAL:
             return
         self.last = now
-        tmp = self.path + '.tmp'
-        with open(tmp, 'w') as handle:
-            json.dump(progress_record(percent, self.virtual_size, now - self.started), handle)
-        os.replace(tmp, self.path)
+        write_progress(self.path, progress_record(percent, self.virtual_size, now - self.started))
 
     def remove(self):
         for path in (self.path + '.tmp', self.path):
@@ -239,8 +253,9 @@ def _terminated(signum, dummy_frame):
 class ImageCopy(object):
     """One copy. ``qemu`` is a ``QemuImg`` (its ``binary`` and ``run`` are used)."""
 
-    def __init__(self, qemu, params):
+    def __init__(self, qemu, params, worker=None):
         self.qemu = qemu
+        self.worker = worker
         self.params = dict(params)
         self.params['src'] = os.path.abspath(params['src'])
         self.params['dest'] = os.path.abspath(params['dest'])
@@ -301,7 +316,8 @@ class ImageCopy(object):
             if backing and not backing[1]:
                 backing = (backing[0], self.qemu.info(backing[0])['format'])
         argv = convert_argv(self.qemu.binary, src, src_format, partial, p['format'],
-                            p['compress'], backing, p.get('force_share', True))
+                            p['compress'], backing, p.get('force_share', True),
+                            p.get('bandwidth') or 0)
         started = time.monotonic()
         progress = ProgressFile(p['progress_file'], virtual_size, started) if p['progress_file'] else None
         fd = open_partial(partial)
@@ -311,7 +327,8 @@ class ImageCopy(object):
                 progress.update(0.0)
             # qemu-img inherits the locked fd: if we are killed, the partial file stays locked
             # for as long as an orphaned qemu-img still writes to it.
-            rc, stderr = run_convert(argv, progress.update if progress else None, pass_fds=(fd,))
+            rc, stderr = run_convert(argv, progress.update if progress else None, pass_fds=(fd,),
+                                     on_start=self._started)
             if rc != 0:
                 raise LibvirtFailure('qemu-img convert of %s failed (rc=%d): %s' % (src, rc, stderr),
                                      rc=rc, cmd=argv)
@@ -335,6 +352,10 @@ class ImageCopy(object):
         return copy_result(True, p, src_format, virtual_size, stat=stat, sha256=sha256,
                            verified=p['verify'], duration=duration,
                            msg='copied %s in %.1fs' % (describe(p, src_format), duration))
+
+    def _started(self, pid):
+        if self.worker is not None:
+            self.worker.add(pid, 'qemu-img convert to %s' % self.params['dest'])
 
     def verify(self, src, src_format, partial):
         try:

@@ -6,22 +6,32 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r'''
+DOCUMENTATION = r"""
 module: async_progress
 short_description: Wait for an async task and print its progress while it runs
 version_added: 0.1.0
 description:
-  - Polls an async task (started with C(async) and C(poll=0)) until it ends, and every O(interval)
-    seconds prints a line with its progress, so long copies and commits are not silent.
-  - Progress comes from a progress file written by M(virtops.libvirt.image_copy)
-    (O(progress_file)), or from the block job of a disk (O(domain) and O(disk)), as read by
-    M(virtops.libvirt.domain_disk_info).
-  - Returns the async task's own result, and fails when it failed. Cleans up the job's status file.
-  - One task however long the job runs; a loop of included task files would hit Python's
-    recursion limit after a few hundred polls.
-  - This is an action plugin; it runs on the controller and calls modules on the host.
+  - Waits for an async task (started with C(async) and C(poll=0)) until it ends, and every
+    O(interval) seconds prints a line with its progress, so long copies and commits are not
+    silent.
+  - Each round trip to the host waits there for up to O(interval) seconds (at most 10) and
+    looks at the job every 0.1 s, so a finished job is noticed at once however long the
+    interval, with one module call per interval.
+  - Progress comes from the progress file of M(virtops.libvirt.image_copy) or
+    M(virtops.libvirt.blockcommit) (O(progress_file)). That file names the job's process: a
+    job whose process is gone without a result (killed) fails the task within seconds, with a
+    message saying so, instead of being waited for until its async limit.
+  - With O(lock), every round trip renews the run's lease on that lock (the wait is what keeps
+    a live run's lock during a long copy or commit), and fails when the lock was taken over.
+  - The wait stops when C(ansible-playbook) itself is gone, so no orphaned worker keeps
+    polling a job for a dead run.
+  - Returns the async task's own result, and fails when it failed. Removes the job's status file.
+  - This is an action plugin that runs on the controller; it runs this module on the host for
+    each round trip.
 author:
   - virtops.libvirt developers (@virtops)
+extends_documentation_fragment:
+  - virtops.libvirt.lock
 attributes:
   check_mode:
     description: Waits the same in check mode.
@@ -46,28 +56,22 @@ options:
     type: str
     default: job
   interval:
-    description: Seconds between polls and progress lines.
+    description: Seconds between progress lines.
     type: int
     default: 10
   progress_file:
-    description: The progress file of an M(virtops.libvirt.image_copy) task.
+    description:
+      - The progress file of an M(virtops.libvirt.image_copy) or M(virtops.libvirt.blockcommit)
+        task.
+      - Without it no progress is shown and a killed job is only noticed through its result.
     type: path
-  uri:
-    description: libvirt URI, with O(domain) and O(disk).
-    type: str
-    default: qemu:///system
-  domain:
-    description: Domain whose block job on O(disk) gives the progress.
-    type: str
-  disk:
-    description: Disk target whose block job gives the progress.
-    type: str
 seealso:
   - module: virtops.libvirt.image_copy
   - module: virtops.libvirt.blockcommit
-'''
+  - module: virtops.libvirt.backup_lock
+"""
 
-EXAMPLES = r'''
+EXAMPLES = r"""
 - name: Start a long copy
   virtops.libvirt.image_copy:
     src: /var/lib/libvirt/images/web01.qcow2
@@ -83,9 +87,9 @@ EXAMPLES = r'''
     label: web01 copy
     progress_file: /srv/backups/.web01.progress
   register: copy_result
-'''
+"""
 
-RETURN = r'''
+RETURN = r"""
 finished:
   description: Always true on return.
   returned: always
@@ -94,4 +98,57 @@ ansible_job_id:
   description: The job's id.
   returned: always
   type: str
-'''
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import poll
+from ansible_collections.virtops.libvirt.plugins.module_utils._lock import LockLost, renew
+from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
+    LOCK_ARGUMENT_SPEC,
+    LOCK_REQUIRED_TOGETHER,
+    lost_message,
+)
+
+MAX_WAIT = 10
+
+
+def main():
+    spec = dict(
+        jid=dict(type='str', required=True),
+        label=dict(type='str', default='job'),
+        interval=dict(type='int', default=10),
+        progress_file=dict(type='path'),
+        # passed in by the action plugin, as for async_status
+        _async_dir=dict(type='path', required=True),
+    )
+    spec.update(LOCK_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=spec, required_together=LOCK_REQUIRED_TOGETHER,
+                           supports_check_mode=True)
+    params = module.params
+    jid = params['jid']
+    job_file = os.path.join(params['_async_dir'], jid)
+    if params['lock']:
+        try:
+            renew(params['lock'], params['lock_owner'])
+        except LockLost as exc:
+            module.fail_json(msg=lost_message(params['lock'], exc.holder), ansible_job_id=jid)
+        except OSError as exc:
+            module.fail_json(msg='cannot renew the lock %s: %s' % (params['lock'], exc))
+    if not os.path.exists(job_file):
+        module.fail_json(msg='async job %s not found: no %s' % (jid, job_file), ansible_job_id=jid)
+    result, progress, dead = poll(job_file, params['progress_file'],
+                                  max(0.5, min(params['interval'], MAX_WAIT)))
+    if dead:
+        module.fail_json(msg='async job %s died without a result: %s' % (jid, dead),
+                         ansible_job_id=jid)
+    if result is not None:
+        os.unlink(job_file)
+    module.exit_json(changed=False, finished=result is not None, result=result or {},
+                     progress=progress, ansible_job_id=jid)
+
+
+if __name__ == '__main__':
+    main()

@@ -23,6 +23,8 @@ description:
     it fails and leaves both alone.
 author:
   - virtops.libvirt developers (@virtops)
+extends_documentation_fragment:
+  - virtops.libvirt.lock
 attributes:
   check_mode:
     description: Reports what would be written and pruned.
@@ -90,6 +92,12 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store impo
     StoreError,
     finalize,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
+from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
+    LOCK_ARGUMENT_SPEC,
+    LOCK_REQUIRED_TOGETHER,
+    Worker,
+)
 
 
 def main():
@@ -98,14 +106,20 @@ def main():
             path=dict(type='path', required=True),
             manifest=dict(type='dict', required=True),
             keep=dict(type='int', default=0),
+            **LOCK_ARGUMENT_SPEC
         ),
+        required_together=LOCK_REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
     if module.params['keep'] < 0:
         module.fail_json(msg='keep must be 0 (keep all) or more')
     try:
-        result = finalize(module.params['path'].rstrip('/'), module.params['manifest'],
-                          module.params['keep'], module.check_mode)
+        # Only a run that still holds the lock completes a backup: a taker removes .partial dirs.
+        with Worker(module.params, 'completion of %s' % module.params['path'], renew_lease=True):
+            result = finalize(module.params['path'].rstrip('/'), module.params['manifest'],
+                              module.params['keep'], module.check_mode)
+    except LibvirtFailure as exc:
+        module.fail_json(msg=exc.msg)
     except (StoreError, OSError) as exc:
         module.fail_json(msg='cannot complete %s: %s' % (module.params['path'], exc))
     module.exit_json(**result)

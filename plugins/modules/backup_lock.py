@@ -6,28 +6,41 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r'''
+DOCUMENTATION = r"""
 module: backup_lock
-short_description: Hold an exclusive lock across tasks, one backup per domain at a time
+short_description: One run per domain at a time, with a lease that a dead run loses quickly
 version_added: 0.1.0
 description:
-  - Takes an exclusive C(flock) on a lock file and hands it to a small detached process that
-    holds it until O(state=absent) releases it or the O(lease) runs out.
-  - The kernel drops the lock when that process exits, so a run that crashes can never leave it
-    held for longer than the lease, and a reboot always frees it.
-  - The lock file records the holder (owner, pid, since, lease); a busy lock makes the module
-    fail and names the holder.
+  - Takes the lock file O(path) for O(owner) (one run), or releases it.
+  - The lock is a short lease, not a process. The run that holds it renews it while it works
+    (M(virtops.libvirt.async_progress) renews it while it waits for a copy or a commit, and so
+    does this module when called again by the same owner), so a run that died (cancelled,
+    killed, its controller or SSH connection lost) stops renewing and loses the lock after at
+    most O(lease) seconds.
+  - The lock records the controller that runs the play (this module's action plugin fills it
+    in). When that controller ran on the hypervisor itself and its C(ansible-playbook) process
+    is gone, the lock is free at once.
+  - A lock whose holder's controller runs elsewhere is waited for up to O(wait) seconds. If
+    its holder renews it meanwhile, it is alive, and the module fails at once. A live holder
+    whose controller is on this machine fails the module at once too. The failure names the
+    holder.
+  - When it takes over a lock from a dead or expired run, it first stops the processes that
+    run recorded in it on this host (async copy and commit modules, C(qemu-img); SIGTERM, then
+    SIGKILL after 30 seconds), and reports them in RV(previous). Then nothing that run left
+    running can drive a disk any more.
+  - The record is changed under a short C(flock) of the file; nothing stays running to hold
+    the lock, so no process outlives a dead run, and a reboot frees every lock.
 author:
   - virtops.libvirt developers (@virtops)
 attributes:
   check_mode:
-    description: Reports whether the lock is free or held by the owner; takes or releases nothing.
+    description: Reports whether the lock is free, held by the owner or taken over; changes nothing.
     support: full
   diff_mode:
     description: No diff.
     support: none
   platform:
-    description: Linux hosts (flock), such as the hypervisor.
+    description: Linux hosts (C(/proc), C(flock)), such as the hypervisor.
     support: full
     platforms: posix
 options:
@@ -36,7 +49,7 @@ options:
     type: path
     required: true
   state:
-    description: V(present) takes the lock, V(absent) releases it.
+    description: V(present) takes (or renews) the lock, V(absent) releases it.
     type: str
     choices: [present, absent]
     default: present
@@ -44,58 +57,82 @@ options:
     description:
       - Who holds the lock, for example a run identifier. Required.
       - O(state=absent) only releases a lock held by the same owner; O(state=present) by the same
-        owner is a no-op.
+        owner renews the lease.
     type: str
     required: true
   lease:
-    description: Seconds after which the lock is dropped even if never released.
+    description:
+      - Seconds after the last renewal when a lock that is not renewed any more is free.
+      - Keep it above the longest step of a run that does not renew it (a snapshot, for
+        instance) and above C(interval) of M(virtops.libvirt.async_progress).
     type: int
-    default: 86400
+    default: 120
   wait:
-    description: Seconds to wait for a busy lock before failing.
+    description:
+      - Seconds to wait for a lock held from another machine, in case its holder is dead and
+        its lease runs out. A renewal seen meanwhile fails the module at once.
     type: int
     default: 0
-'''
+"""
 
-EXAMPLES = r'''
+EXAMPLES = r"""
 - name: One backup of web01 at a time
   virtops.libvirt.backup_lock:
-    path: /srv/backups/web01/.lock
+    path: /run/lock/virtops-libvirt/web01.lock
     owner: "{{ inventory_hostname }}-{{ awx_job_id | default('manual') }}"
-    lease: 21600
+    lease: 120
+    wait: 130
+  register: web01_lock
+
+- name: Say what a dead run left behind
+  ansible.builtin.debug:
+    msg: "took over from {{ web01_lock.previous.owner }}, stopped {{ web01_lock.previous.stopped | length }} processes"
+  when: web01_lock.previous
 
 - name: Release it
   virtops.libvirt.backup_lock:
-    path: /srv/backups/web01/.lock
+    path: /run/lock/virtops-libvirt/web01.lock
     owner: "{{ inventory_hostname }}-{{ awx_job_id | default('manual') }}"
     state: absent
-'''
+"""
 
-RETURN = r'''
+RETURN = r"""
 holder:
-  description: The holder recorded in the lock file (empty when released).
+  description: The lock record (empty when released).
   returned: always
   type: dict
-  sample: {owner: hv01-4711, pid: 12345, since: "2026-11-27T01:00:00Z", lease: 86400}
-'''
+  sample: {owner: hv01-4711, since: "2026-11-27T01:00:00Z", expires: 1795914120.5, lease: 120,
+           controller: {host: awx-ee-1, pid: 2001}, workers: []}
+previous:
+  description:
+    - The record of a dead or expired run whose lock was taken over, with C(state) (V(expired)
+      or V(dead)) and C(stopped), the processes of that run that were stopped; null otherwise.
+  returned: always
+  type: dict
+  sample: {owner: hv01-4710, state: dead, stopped: [{pid: 3120, what: "copy of /img/web01.qcow2"}]}
+"""
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import (
     LockBusy,
     acquire,
-    is_locked,
-    read_holder,
+    holder_state,
+    read_record,
     release,
 )
 
 
-def busy_message(path, holder):
-    return 'lock %s is held by %s (pid %s, since %s)' % (
-        path, holder.get('owner', 'an unknown owner'), holder.get('pid', '?'),
-        holder.get('since', '?'))
+def busy_message(path, holder, why='its lease runs'):
+    renewed = holder.get('renewed')
+    return 'lock %s is held by %s (%s; since %s, renewed %s, controller %s pid %s)' % (
+        path, holder.get('owner', 'an unknown owner'), why, holder.get('since', '?'),
+        '%ds ago' % (time.time() - renewed) if renewed else 'never',
+        (holder.get('controller') or {}).get('host', '?'),
+        (holder.get('controller') or {}).get('pid', '?'))
 
 
 def main():
@@ -104,45 +141,50 @@ def main():
             path=dict(type='path', required=True),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
             owner=dict(type='str', required=True),
-            lease=dict(type='int', default=86400),
+            lease=dict(type='int', default=120),
             wait=dict(type='int', default=0),
+            # filled in by the action plugin: the controller that runs the play
+            _controller=dict(type='dict', default={}),
         ),
         supports_check_mode=True,
     )
-    path, owner = module.params['path'], module.params['owner']
+    params = module.params
+    path, owner = params['path'], params['owner']
     if not os.path.isdir(os.path.dirname(path) or '.'):
         module.fail_json(msg='the directory of %s does not exist' % path)
-    if module.params['lease'] <= 0 or module.params['wait'] < 0:
-        module.fail_json(msg='lease must be positive and wait 0 or more')
-    locked = is_locked(path)
-    holder = read_holder(path) if locked else {}
-    mine = locked and holder.get('owner') == owner
+    if params['lease'] <= 0 or params['wait'] < 0:
+        module.fail_json(msg='lease must be positive and wait 0 or more, got lease %s and wait %s'
+                         % (params['lease'], params['wait']))
+    record = read_record(path)
+    state = holder_state(record)
+    mine = state == 'held' and record.get('owner') == owner
 
-    if module.params['state'] == 'absent':
-        if not mine:
-            if locked:
-                module.fail_json(msg='not released: ' + busy_message(path, holder), holder=holder)
-            module.exit_json(changed=False, holder={})
-        if not module.check_mode:
-            try:
-                release(path, owner)
-            except (OSError, LockBusy) as exc:
-                module.fail_json(msg='cannot release %s: %s' % (path, exc), holder=holder)
-        module.exit_json(changed=True, holder={})
+    if params['state'] == 'absent':
+        if module.check_mode or state != 'held':
+            module.exit_json(changed=mine, holder={} if mine else record, previous=None)
+        try:
+            changed = release(path, owner)
+        except LockBusy as exc:
+            module.fail_json(msg='not released: ' + busy_message(path, exc.holder),
+                             holder=exc.holder, previous=None)
+        except OSError as exc:
+            module.fail_json(msg='cannot release %s: %s' % (path, exc), holder=record)
+        module.exit_json(changed=changed, holder={}, previous=None)
 
-    if mine:
-        module.exit_json(changed=False, holder=holder)
     if module.check_mode:
-        if locked and not module.params['wait']:
-            module.fail_json(msg=busy_message(path, holder), holder=holder)
-        module.exit_json(changed=True, holder={})
+        if state == 'held' and not mine:
+            module.fail_json(msg=busy_message(path, record), holder=record, previous=None)
+        previous = dict(record, state=state) if state in ('expired', 'dead') else None
+        module.exit_json(changed=not mine, holder=record if mine else {}, previous=previous)
     try:
-        holder = acquire(path, owner, module.params['lease'], module.params['wait'])
+        holder, previous = acquire(path, owner, params['lease'], params['_controller'],
+                                   params['wait'])
     except LockBusy as exc:
-        module.fail_json(msg=busy_message(path, exc.holder), holder=exc.holder)
+        module.fail_json(msg=busy_message(path, exc.holder, exc.why), holder=exc.holder,
+                         previous=None)
     except OSError as exc:
         module.fail_json(msg='cannot lock %s: %s' % (path, exc))
-    module.exit_json(changed=True, holder=holder)
+    module.exit_json(changed=not mine, holder=holder, previous=previous)
 
 
 if __name__ == '__main__':

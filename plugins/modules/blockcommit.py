@@ -34,6 +34,7 @@ author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
+  - virtops.libvirt.lock
 attributes:
   check_mode:
     description: Plans the commit from the live chain and reports what would change.
@@ -111,9 +112,23 @@ options:
         running on its current active layer with all its data.
     type: int
     default: 3600
+  progress_file:
+    description:
+      - While the job runs, rewrite this JSON file about once a second with C(phase)
+        (V(copy) or V(ready)), C(ready), C(bytes_done) and C(bytes_total) (the job's counters)
+        and C(pid) and C(start), which name the module's process. Removed when the module ends.
+      - For M(virtops.libvirt.async_progress), when the task runs with C(async).
+    type: path
 notes:
   - The domain must be running; libvirt cannot commit the disks of a shut-off domain.
-  - Progress cannot be streamed by an Ansible module; use C(async) and C(poll) for long commits.
+  - Progress cannot be streamed by an Ansible module; use C(async) and C(poll=0) with
+    O(progress_file) and M(virtops.libvirt.async_progress) for long commits.
+  - When libvirtd restarts while the module waits, the module reconnects (for up to 90 seconds)
+    and adopts the job, which QEMU kept running.
+  - A pivot is done with SIGTERM and SIGINT held, so the module is never stopped between the
+    pivot and the check of the live XML and the deletion of the committed images.
+  - When the job vanishes because another process pivoted the disk to O(base) (for example a
+    run that was presumed dead), the module reports success after reading the live XML.
 seealso:
   - module: virtops.libvirt.domain_disk_info
   - name: libvirt virDomainBlockCommit
@@ -222,6 +237,8 @@ msg:
   sample: "committed /images/vm.overlay.qcow2 into /images/vm.qcow2 and pivoted: /images/vm.qcow2 is the active layer"
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._chain import ChainError
@@ -234,6 +251,11 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg
+from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
+    LOCK_ARGUMENT_SPEC,
+    LOCK_REQUIRED_TOGETHER,
+    Worker,
+)
 
 
 def argument_spec():
@@ -248,8 +270,10 @@ def argument_spec():
         keep_relative=dict(type='bool', default=False),
         bandwidth=dict(type='int', default=0),
         timeout=dict(type='int', default=3600),
+        progress_file=dict(type='path'),
     )
     spec.update(CONNECTION_ARGUMENT_SPEC)
+    spec.update(LOCK_ARGUMENT_SPEC)
     return spec
 
 
@@ -270,19 +294,30 @@ def check_options(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), required_together=LOCK_REQUIRED_TOGETHER,
+                           supports_check_mode=True)
     ensure_libvirt(module)
     check_options(module)
+    progress_file = module.params['progress_file']
     try:
-        with LibvirtClient(module.params['uri'], events=True) as client:
-            run = CommitRun(client, module.params, QemuImg(module).backing_of)
-            result = run.run(module.check_mode)
+        with Worker(module.params, 'commit of %s' % module.params['disk']):
+            with LibvirtClient(module.params['uri'], events=True) as client:
+                run = CommitRun(client, module.params, QemuImg(module).backing_of)
+                try:
+                    result = run.run(module.check_mode)
+                finally:
+                    run.client.close()
     except LibvirtFailure as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     except ChainError as exc:
         module.fail_json(msg=str(exc))
     except libvirt.libvirtError as exc:
         module.fail_json(msg='libvirt error: %s' % exc, libvirt_code=exc.get_error_code())
+    finally:
+        if progress_file and not module.check_mode:
+            for path in (progress_file, progress_file + '.tmp'):
+                if os.path.exists(path):
+                    os.unlink(path)
     if module._diff:
         result['diff'] = chain_diff(result['chain_before'], result['chain_after'])
     module.exit_json(**result)

@@ -36,6 +36,7 @@ author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
+  - virtops.libvirt.lock
 attributes:
   check_mode:
     description: Plans the snapshot from the live definition and reports V(planned) disks.
@@ -208,6 +209,12 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     ensure_libvirt,
     libvirt,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._failpoint import failpoint
+from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
+    LOCK_ARGUMENT_SPEC,
+    LOCK_REQUIRED_TOGETHER,
+    Worker,
+)
 from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import (
     DEFAULT_SUFFIX,
     QUIESCE_MODES,
@@ -226,11 +233,13 @@ def argument_spec():
         block_overlay_dir=dict(type='path'),
     )
     spec.update(CONNECTION_ARGUMENT_SPEC)
+    spec.update(LOCK_ARGUMENT_SPEC)
     return spec
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), required_together=LOCK_REQUIRED_TOGETHER,
+                           supports_check_mode=True)
     ensure_libvirt(module)
     suffix = module.params['suffix']
     if not suffix or '/' in suffix:
@@ -238,8 +247,12 @@ def main():
     # Failures before the snapshot call change nothing; report that in a stable shape.
     failed = dict(changed=False, consistency='none', quiesce_error=None)
     try:
-        with LibvirtClient(module.params['uri']) as client:
-            result = SnapshotRun(client, module.params).run(module.check_mode)
+        # A quiesced snapshot can wait on the guest agent: the lease is renewed meanwhile.
+        with Worker(module.params, 'snapshot of %s' % module.params['domain'], renew_lease=True):
+            with LibvirtClient(module.params['uri']) as client:
+                result = SnapshotRun(client, module.params).run(module.check_mode)
+            if result['changed'] and not module.check_mode:
+                failpoint('after_snapshot')
     except LibvirtFailure as exc:
         failed.update(exc.details)
         module.fail_json(msg=exc.msg, **failed)

@@ -37,6 +37,10 @@ options:
     description: Name or UUID of the domain.
     type: str
     required: true
+  suffix:
+    description: The suffix of backup overlays, as given to M(virtops.libvirt.disk_snapshot).
+    type: str
+    default: virtops-backup
 seealso:
   - module: virtops.libvirt.blockcommit
 '''
@@ -83,6 +87,10 @@ domain:
         - The domain's definition to keep with a backup - the persistent (inactive) definition,
           or the live one for a transient domain. Secrets are not included.
       type: str
+    backup_overlays:
+      description: Targets of the disks whose active image is a backup overlay (RV(disks[].backup_overlay)).
+      type: list
+      elements: str
   sample: {name: web01, uuid: 2b0a5c7e-6f55-4c5e-9a53-2b0cb2f3d1c1, state: running, running: true, persistent: true, xml: "<domain type='kvm'>...</domain>"}
 disks:
   description: Every disk of the domain, in definition order.
@@ -145,6 +153,16 @@ disks:
         ready:
           description: Whether a two-phase job is READY (from the live XML, not from cur and end).
           type: bool
+    skip_reason:
+      description:
+        - Why the disk can never be backed up (a cdrom, read-only, empty, shareable, or not a file
+          or block disk), or null when it can.
+      type: str
+    backup_overlay:
+      description:
+        - Whether the active image is a backup overlay made by M(virtops.libvirt.disk_snapshot)
+          (its path ends with C(.<suffix>.qcow2)), that is a run that did not finish left the disk on it.
+      type: bool
   sample:
     - target: vda
       device: disk
@@ -173,13 +191,15 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import Q
 
 
 def main():
-    argument_spec = dict(domain=dict(type='str', required=True))
+    argument_spec = dict(domain=dict(type='str', required=True),
+                         suffix=dict(type='str', default='virtops-backup'))
     argument_spec.update(CONNECTION_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_libvirt(module)
     try:
         with LibvirtClient(module.params['uri']) as client:
-            domain, disks = domain_facts(client.domain(module.params['domain']), QemuImg(module))
+            domain, disks = domain_facts(client.domain(module.params['domain']), QemuImg(module),
+                                         module.params['suffix'])
     except LibvirtFailure as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     module.exit_json(changed=False, domain=domain, disks=disks)

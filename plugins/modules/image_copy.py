@@ -28,6 +28,8 @@ description:
     the facts of the existing file, so a repeated task is a no-op.
 author:
   - virtops.libvirt developers (@virtops)
+extends_documentation_fragment:
+  - virtops.libvirt.lock
 attributes:
   check_mode:
     description: Copies nothing; reports what would happen, with the source's virtual size.
@@ -114,11 +116,19 @@ options:
         it is copied, and an image in use makes the copy fail instead of being read torn.
     type: bool
     default: true
+  bandwidth:
+    description:
+      - Read at most this many MiB/s from O(src) (C(qemu-img convert -r)), so that a backup
+        does not starve the production I/O of the host; V(0) is unlimited.
+    type: int
+    default: 0
   progress_file:
     description:
       - While copying, rewrite this JSON file about once a second with C(percent),
-        C(bytes_total) (the virtual size), C(bytes_done) (an estimate from the percentage)
-        and C(elapsed) (seconds), read from the output of C(qemu-img convert -p).
+        C(bytes_total) (the virtual size), C(bytes_done) (an estimate from the percentage),
+        C(elapsed) (seconds), read from the output of C(qemu-img convert -p), and C(pid) and
+        C(start), which name the module's process (M(virtops.libvirt.async_progress) uses them to
+        tell a killed copy from a running one).
       - Run the task with C(async) and C(poll=0) and read the file from another task to show
         progress. The file is removed when the module ends, on success or failure.
       - Its directory must exist.
@@ -257,6 +267,11 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg
+from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
+    LOCK_ARGUMENT_SPEC,
+    LOCK_REQUIRED_TOGETHER,
+    Worker,
+)
 
 
 def main():
@@ -274,7 +289,10 @@ def main():
             force=dict(type='bool', default=False),
             progress_file=dict(type='path'),
             force_share=dict(type='bool', default=True),
+            bandwidth=dict(type='int', default=0),
+            **LOCK_ARGUMENT_SPEC
         ),
+        required_together=LOCK_REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
     # exit_json would add the file attributes of `dest` and overwrite `size` (bytes on disk)
@@ -284,7 +302,8 @@ def main():
     if errors:
         module.fail_json(msg='; '.join(errors))
     try:
-        result = ImageCopy(QemuImg(module), module.params).run(module.check_mode)
+        with Worker(module.params, 'copy of %s' % module.params['src']) as worker:
+            result = ImageCopy(QemuImg(module), module.params, worker).run(module.check_mode)
     except LibvirtFailure as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     except OSError as exc:

@@ -128,8 +128,33 @@ def test_pivot_uses_the_pivot_flag(monkeypatch):
     monkeypatch.setattr(_blockjob, 'VANISH_TIMEOUT', 1)
     domain = FakeDomain(job=CAUGHT_UP, ready='yes')
     dummy, job = watch(domain)
-    job.pivot()
+    assert job.pivot('/img/base.qcow2') is True
     assert domain.aborts == [libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT]
+
+
+class GoneDomain(FakeDomain):
+    """Another process pivoted first: the job is gone and the disk is on ``source``."""
+
+    def __init__(self, source):
+        super(GoneDomain, self).__init__()
+        self.source = source
+
+    def XMLDesc(self, flags):
+        return XML.replace('/img/top.qcow2', self.source) % ''
+
+    def blockJobAbort(self, target, flags):
+        raise libvirt.libvirtError('disk vda does not have an active block job')
+
+
+def test_pivot_by_another_process_is_success():
+    dummy, job = watch(GoneDomain('/img/base.qcow2'))
+    assert job.pivot('/img/base.qcow2') is False
+
+
+def test_pivot_refused_while_the_disk_is_not_on_base_fails():
+    dummy, job = watch(GoneDomain('/img/top.qcow2'))
+    with pytest.raises(Exception, match='pivot of vda failed'):
+        job.pivot('/img/base.qcow2')
 
 
 def test_close_deregisters():

@@ -191,7 +191,8 @@ def test_copy_writes_partial_then_renames(fake_qemu, tmp_path, monkeypatch):
     assert dest.read_bytes() == b'copied' and stat.S_IMODE(dest.stat().st_mode) == 0o640
     assert os.listdir(str(dest.parent)) == ['dest.qcow2']
     assert not progress.exists() and seen[0]['percent'] == 0.0
-    assert set(seen[0]) == {'percent', 'bytes_total', 'bytes_done', 'elapsed'}
+    assert set(seen[0]) == {'percent', 'bytes_total', 'bytes_done', 'elapsed', 'pid', 'start'}
+    assert seen[0]['pid'] == os.getpid()
     assert seen[0]['bytes_total'] == 1 << 20
     assert src.read_bytes() == b'source'
 

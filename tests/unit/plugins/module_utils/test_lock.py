@@ -1,68 +1,153 @@
 # Copyright (c) virtops.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The lock is real (flock and a real holder process), only short-lived."""
+"""The run lock is real here: real files, flock, and real processes for controllers and workers."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 
+from ansible_collections.virtops.libvirt.plugins.module_utils import _lock
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import (
     LockBusy,
+    LockLost,
     acquire,
-    is_locked,
+    alive,
+    boot_id,
+    identity,
+    read_record,
+    register,
     release,
+    renew,
 )
 
 
 @pytest.fixture
-def lock_path(tmp_path):
-    path = str(tmp_path / '.lock')
-    yield path
-    if is_locked(path):
-        release(path)
+def path(tmp_path):
+    return str(tmp_path / 'dom.lock')
 
 
-def test_acquire_and_release(lock_path):
-    holder = acquire(lock_path, 'run-1', lease=60)
-    assert holder['owner'] == 'run-1' and holder['pid'] != os.getpid()
-    assert is_locked(lock_path)
+def local_controller(pid):
+    return dict(identity(pid), host='here', boot_id=boot_id())
+
+
+@pytest.fixture
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def sleeper(*extra):
+    """A process that stands for a worker (with ``extra`` argv, one that has a child)."""
+    return subprocess.Popen(list(extra) or ['sleep', '60'])
+
+
+def test_take_renew_release(path):
+    record, previous = acquire(path, 'run-1', 60, local_controller(os.getpid()))
+    assert previous is None and record['owner'] == 'run-1' and record['workers'] == []
+    assert read_record(path)['owner'] == 'run-1'
+    again, previous = acquire(path, 'run-1', 60)
+    assert previous is None and again['renewed'] >= record['renewed']
+    assert renew(path, 'run-1')['expires'] > time.time() + 50
+    assert release(path, 'run-1') is True
+    assert read_record(path) == {} and release(path, 'run-1') is False
+
+
+def test_a_live_local_run_fails_the_next_at_once(path):
+    acquire(path, 'run-1', 60, local_controller(os.getpid()))
+    started = time.monotonic()
     with pytest.raises(LockBusy) as busy:
-        acquire(lock_path, 'run-2', lease=60)
-    assert busy.value.holder['owner'] == 'run-1'
-    assert release(lock_path, 'run-1')
-    assert not is_locked(lock_path)
-    assert not release(lock_path, 'run-1')
-
-
-def test_another_owner_cannot_release(lock_path):
-    acquire(lock_path, 'run-1', lease=60)
+        acquire(path, 'run-2', 60, local_controller(os.getpid()), wait=30)
+    assert time.monotonic() - started < 2
+    assert busy.value.holder['owner'] == 'run-1' and 'alive' in busy.value.why
     with pytest.raises(LockBusy):
-        release(lock_path, 'run-2')
-    assert is_locked(lock_path)
+        release(path, 'run-2')
 
 
-def test_lease_expiry_frees_a_forgotten_lock(lock_path):
-    acquire(lock_path, 'crashed-run', lease=1)
-    deadline = time.monotonic() + 10
-    while is_locked(lock_path) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not is_locked(lock_path)
-    assert acquire(lock_path, 'next-run', lease=60)['owner'] == 'next-run'
+def test_a_dead_local_controller_frees_the_lock_at_once(path, dead_pid):
+    acquire(path, 'run-1', 3600, local_controller(dead_pid))
+    record, previous = acquire(path, 'run-2', 60, local_controller(os.getpid()))
+    assert record['owner'] == 'run-2'
+    assert previous['owner'] == 'run-1' and previous['state'] == 'dead'
 
 
-def test_killed_holder_frees_the_lock(lock_path):
-    holder = acquire(lock_path, 'run-1', lease=60)
-    os.kill(holder['pid'], 9)
-    deadline = time.monotonic() + 10
-    while is_locked(lock_path) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not is_locked(lock_path)
+def test_a_controller_in_another_pid_namespace_is_never_judged_by_pid(path, dead_pid):
+    controller = dict(identity(dead_pid), host='ee', boot_id=boot_id().split('/')[0] + '/pid:[1]')
+    acquire(path, 'run-1', 3600, controller)
+    with pytest.raises(LockBusy):
+        acquire(path, 'run-2', 60, local_controller(os.getpid()))
 
 
-def test_wait_for_a_busy_lock(lock_path):
-    acquire(lock_path, 'run-1', lease=1)
-    assert acquire(lock_path, 'run-2', lease=60, wait=10)['owner'] == 'run-2'
+def test_an_expired_lease_frees_the_lock(path):
+    acquire(path, 'run-1', 60, dict(host='elsewhere', boot_id='other', pid=1, start=1))
+    record = read_record(path)
+    record['expires'] = time.time() - 1
+    with open(path, 'w') as handle:
+        json.dump(record, handle)
+    dummy, previous = acquire(path, 'run-2', 60)
+    assert previous['state'] == 'expired'
+    with pytest.raises(LockLost):
+        renew(path, 'run-1')
+    with pytest.raises(LockLost):
+        register(path, 'run-1', os.getpid(), 'late work')
+
+
+def test_a_remote_holder_that_stops_renewing_is_waited_for(path):
+    acquire(path, 'run-1', 2, dict(host='elsewhere', boot_id='other', pid=1, start=1))
+    started = time.monotonic()
+    dummy, previous = acquire(path, 'run-2', 60, wait=10)
+    assert 1 < time.monotonic() - started < 5 and previous['state'] == 'expired'
+
+
+def test_a_remote_holder_that_renews_is_alive(path):
+    acquire(path, 'run-1', 3, dict(host='elsewhere', boot_id='other', pid=1, start=1))
+    timer = threading.Timer(1.0, renew, (path, 'run-1'))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(LockBusy) as busy:
+        acquire(path, 'run-2', 60, wait=10)
+    timer.join()
+    assert time.monotonic() - started < 3 and 'alive' in busy.value.why
+
+
+def test_taking_over_stops_the_dead_runs_workers_and_their_children(path):
+    controller = sleeper()
+    acquire(path, 'run-1', 3600, local_controller(controller.pid))
+    worker = sleeper('sh', '-c', 'sleep 60 & wait')  # a module with a qemu-img child
+    time.sleep(0.2)
+    register(path, 'run-1', worker.pid, 'copy of vda')
+    child = _lock.descendants(worker.pid)
+    assert child
+    controller.kill()
+    controller.wait()
+    dummy, previous = acquire(path, 'run-2', 60, stop_timeout=5)
+    assert [w['pid'] for w in previous['stopped']] == [worker.pid]
+    worker.wait(5)
+    assert not any(alive(identity(pid)) for pid in child)
+
+
+def test_a_reused_pid_is_not_a_worker(path):
+    acquire(path, 'run-1', 60)
+    register(path, 'run-1', os.getpid(), 'me')
+    record = read_record(path)
+    record['workers'][0]['start'] -= 1  # another process had this pid before
+    assert not alive(record['workers'][0])
+    assert _lock.stop_workers(record['workers']) == []
+
+
+def test_unregister_and_garbage(path):
+    with open(path, 'w') as handle:
+        handle.write('not json')
+    record, previous = acquire(path, 'run-1', 60)
+    assert previous is None
+    register(path, 'run-1', os.getpid(), 'me')
+    _lock.unregister(path, 'run-1', os.getpid())
+    assert read_record(path)['workers'] == []

@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""One long poll of an Ansible async job, on the host that runs it.
+
+Waits for the job's result file (written by Ansible's async wrapper) for a
+few seconds, checking often, so a finished job is seen at once without the
+controller asking again and again. Our async modules write a progress file
+that names their process: a job whose process is gone without a result is
+reported dead instead of being waited for until its async limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._lock import alive, process_start
+
+CHECK_EVERY = 0.1
+# A job must show a progress file this long after it started, or it is taken for dead.
+STARTUP_GRACE = 60
+# A suspicion of death must hold this long: a module that just ended writes its result a moment later.
+DEATH_GRACE = 3
+
+
+def write_progress(path, record):
+    """Atomically replace the progress file; the record names this process."""
+    pid = os.getpid()
+    record = dict(record, pid=pid, start=process_start(pid))
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as handle:
+        json.dump(record, handle)
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (IOError, OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def job_result(job_file):
+    """The job's result when it has finished, else None."""
+    data = read_json(job_file)
+    if data is None or ('started' in data and not data.get('finished')):
+        return None
+    return data
+
+
+def _dead_reason(job_file, progress_file, now):
+    """Why the job's process looks dead, or None."""
+    if not progress_file:
+        return None
+    progress = read_json(progress_file)
+    if progress and progress.get('pid'):
+        if not alive(progress):
+            return 'its process %s is gone' % progress['pid']
+        return None
+    try:
+        age = now - os.stat(job_file).st_mtime
+    except OSError:
+        return 'its status file %s is missing' % job_file
+    if age > STARTUP_GRACE:
+        return 'it has written no progress file for %d seconds' % age
+    return None
+
+
+def poll(job_file, progress_file, wait):
+    """Wait up to ``wait`` seconds; return ``(result, progress, dead)``.
+
+    ``result`` is the finished job's result or None, ``progress`` the last
+    progress record (or {}), ``dead`` a reason when the job died without a
+    result, else None.
+    """
+    deadline = time.monotonic() + wait
+    suspect_since = None
+    while True:
+        result = job_result(job_file)
+        if result is not None:
+            return result, {}, None
+        reason = _dead_reason(job_file, progress_file, time.time())
+        if reason is None:
+            suspect_since = None
+        elif suspect_since is None:
+            suspect_since = time.monotonic()
+        elif time.monotonic() - suspect_since >= DEATH_GRACE:
+            return None, {}, reason
+        if time.monotonic() >= deadline and suspect_since is None:
+            return None, (read_json(progress_file) if progress_file else None) or {}, None
+        time.sleep(CHECK_EVERY)
