@@ -149,3 +149,22 @@ demo: setup collection
 
 clean:
 	rm -rf $(BUILD_DIR) $(ROOT)/tests/output
+
+# --- fault injection (tests/faults) ------------------------------------------------------------
+# Real VMs (vt-ft-*) backed up through ansible-runner while faults are injected: signals to
+# ansible-playbook and to the module processes at kill points, libvirtd killed, destination
+# full, VM destroyed/shut down, two runs at once, a commit that never gets READY; plus the
+# bad-input table. FAULT_REPS repetitions of the kill-point matrix (default 3); FAULTS_ARGS
+# goes to pytest (e.g. FAULTS_ARGS='-m quick'). Results: tests/output/faults.jsonl,
+# tests/output/bad_inputs.json, rendered into tests/output/faults.md by tests/faults/report.py.
+# The libvirtd cases kill and restart the host's libvirtd.
+FAULT_REPS  ?= 3
+FAULTS_ARGS ?=
+.PHONY: faults
+faults: export ANSIBLE_COLLECTIONS_PATH := $(BUILD_DIR)
+faults: setup collection
+	@mkdir -p $(ROOT)/tests/output
+	since=$$(date -u +%Y-%m-%dT%H:%M:%SZ); \
+	cd $(ROOT)/tests/faults && FAULT_REPS=$(FAULT_REPS) $(VENV_PY) -m pytest $(FAULTS_ARGS); \
+		rc=$$?; $(VENV_PY) $(ROOT)/tests/faults/report.py --since $$since > $(ROOT)/tests/output/faults.md; \
+		echo "report: $(ROOT)/tests/output/faults.md"; exit $$rc

@@ -186,7 +186,7 @@ class Case:
         self.sources = {d['target']: d['chain'][0] for d in out['disks']}
         self.uuid = connect().lookupByName(self.name).UUIDString()
 
-    def start_writer(self, interval=0.1, size=64, target='vda'):
+    def start_writer(self, interval=0.2, size=64, target='vda'):
         self.writer = subprocess.Popen(
             [PYTHON, str(VMTOOL), 'hammer-log', self.name, target, str(self.writer_log),
              '--stop-file', str(self.stop_file), '--first', str(self.WRITER_FIRST),
@@ -290,9 +290,12 @@ class Case:
         base.update(extra)
         return base
 
-    def run(self, extravars, label, cancel_callback=None, envvars=None):
+    def next_seq(self):
+        return self._seq + 1
+
+    def run(self, extravars, label, cancel_callback=None, envvars=None, playbook=None):
         self._seq += 1
-        run = Run(self, '%02d-%s' % (self._seq, label), extravars, cancel_callback, envvars)
+        run = Run(self, '%02d-%s' % (self._seq, label), extravars, cancel_callback, envvars, playbook)
         self.runs.append(run)
         return run
 
@@ -311,26 +314,30 @@ class Case:
 class Run:
     """One ansible-runner run of the backup playbook (like an AWX job)."""
 
-    def __init__(self, case, label, extravars, cancel_callback=None, envvars=None):
+    def __init__(self, case, label, extravars, cancel_callback=None, envvars=None, playbook=None):
         self.case = case
         self.label = label
         self.dir = case.dir / 'runs' / label
         (self.dir / 'project').mkdir(parents=True)
         (self.dir / 'inventory').mkdir()
-        (self.dir / 'project' / 'main.yml').write_text(
-            '- name: The collection backup playbook\n  import_playbook: virtops.libvirt.backup\n')
+        (self.dir / 'project' / 'main.yml').write_text(playbook or (
+            '- name: The collection backup playbook\n  import_playbook: virtops.libvirt.backup\n'))
         (self.dir / 'inventory' / 'hosts').write_text(
             '[hypervisors]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n' % PYTHON)
         env = dict(ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, VIRTOPS_FAILPOINT_DIR=str(case.fpdir),
                    VIRTOPS_FT_CASE=case.marker, ANSIBLE_FORCE_COLOR='0', ANSIBLE_NOCOLOR='1',
-                   ANSIBLE_HOST_KEY_CHECKING='0', ANSIBLE_LOCAL_TEMP=str(self.dir / 'tmp'),
+                   ANSIBLE_HOST_KEY_CHECKING='0', ANSIBLE_PIPELINING='1', ANSIBLE_LOCAL_TEMP=str(self.dir / 'tmp'),
                    ANSIBLE_REMOTE_TMP=str(self.dir / 'rtmp'), ANSIBLE_ASYNC_DIR=str(self.dir / 'async'))
         env.update(envvars or {})
         self.started = time.monotonic()
         self.ended = None
         self.thread, self.runner = ansible_runner.run_async(
             private_data_dir=str(self.dir), playbook='main.yml', extravars=extravars, envvars=env,
-            quiet=True, cancel_callback=cancel_callback, timeout=600)
+            quiet=True, cancel_callback=cancel_callback, timeout=600,
+            finished_callback=self._finished)
+
+    def _finished(self, dummy_runner):
+        self.ended = time.monotonic()  # when the run really ended, not when we looked
 
     def playbook_pid(self):
         """The ansible-playbook process of this run (the runner's child, in our process)."""
@@ -490,7 +497,7 @@ def lock_state(case):
     return 'free'
 
 
-def leftover_processes(case, grace=15):
+def leftover_processes(case, grace=10):
     """Processes of the case's runs still alive after ``grace`` seconds."""
     def left():
         return {pid: ' '.join(argv)[:200] for pid, (dummy, argv, env) in processes().items()
