@@ -28,7 +28,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         controller = os.getppid()
-        args = dict(self._task.args, _controller=dict(
+        args = dict(self._task.args, controller=dict(
             host=socket.gethostname(), boot_id=boot_id(), pid=controller,
             start=process_start(controller)))
         result.update(self._execute_module(module_name='virtops.libvirt.backup_lock',

@@ -27,16 +27,21 @@ MINIMUMS = dict(
 )
 
 
+def variable(option):
+    """The role variable behind a module option."""
+    return 'live_backup_lock_lease' if option == 'lease' else 'live_backup_' + option
+
+
 def setting_errors(params):
     """Messages for settings that cannot work, whatever the domains."""
     errors = []
     for name, (lowest, meaning) in sorted(MINIMUMS.items()):
         if params[name] < lowest:
-            errors.append('live_backup_%s must be %d or more (%s), got %s' % (
-                name, lowest, meaning, params[name]))
+            errors.append('%s must be %d or more (%s), got %s' % (
+                variable(name), lowest, meaning, params[name]))
     for name in ('dest', 'lock_dir', 'block_overlay_dir'):
         if not os.path.isabs(params[name]):
-            errors.append('live_backup_%s must be an absolute path, got %s' % (name, params[name]))
+            errors.append('%s must be an absolute path, got %s' % (variable(name), params[name]))
     if params['lease'] >= 10 and params['progress_interval'] * 2 > params['lease']:
         errors.append('live_backup_progress_interval (%s) must be at most half of '
                       'live_backup_lock_lease (%s): the lease is renewed at every progress poll'
@@ -74,13 +79,18 @@ def domain_problems(name, xml, dest, exclude):
         if ':' in spec and spec.split(':', 1)[0] == name and spec.split(':', 1)[1] not in targets:
             warnings.append('live_backup_exclude_disks names %s, but %s has no disk %s (it has %s)'
                             % (spec, name, spec.split(':', 1)[1], ', '.join(targets) or 'none'))
+    image_dirs = {}
     for disk in disks:
         if disk.target in excluded or disk.kind != 'file':
             continue
         for image in disk.chain:
-            if image.path and _inside(dest, os.path.dirname(image.path)):
-                errors.append('live_backup_dest %s is inside %s, the image directory of %s disk %s'
-                              % (dest, os.path.dirname(image.path), name, disk.target))
+            if image.path:
+                image_dirs.setdefault(os.path.dirname(image.path), []).append(disk.target)
+    for directory, users in sorted(image_dirs.items()):
+        if _inside(dest, directory):
+            errors.append('live_backup_dest %s is inside %s, the image directory of %s disk%s %s'
+                          % (dest, directory, name, 's' if len(set(users)) > 1 else '',
+                             ', '.join(sorted(set(users)))))
     return errors, warnings
 
 

@@ -213,7 +213,9 @@ class CommitRun(object):
         except libvirt.libvirtError as exc:
             raise LibvirtFailure('cannot start the commit of %s into %s: %s' % (
                 plan.top.path, plan.base.path, exc), libvirt_code=error_code(exc))
-        self.last_job = job.info() or self.last_job
+        # A small commit can end before this first look: its type is still known.
+        self.last_job = job.info() or dict(type='active_commit' if plan.active else 'commit',
+                                           cur=0, end=0)
 
     def _timeout(self, job, what):
         self.last_job = dict(job.last_info)

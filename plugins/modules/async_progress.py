@@ -18,7 +18,7 @@ description:
     looks at the job every 0.1 s, so a finished job is noticed at once however long the
     interval, with one module call per interval.
   - Progress comes from the progress file of M(virtops.libvirt.image_copy) or
-    M(virtops.libvirt.blockcommit) (O(progress_file)). That file names the job's process: a
+    M(virtops.libvirt.blockcommit) (O(progress_file)). That file names the job's process, so a
     job whose process is gone without a result (killed) fails the task within seconds, with a
     message saying so, instead of being waited for until its async limit.
   - With O(lock), every round trip renews the run's lease on that lock (the wait is what keeps

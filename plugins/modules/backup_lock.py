@@ -73,6 +73,13 @@ options:
         its lease runs out. A renewal seen meanwhile fails the module at once.
     type: int
     default: 0
+  controller:
+    description:
+      - The controller that runs the play (C(host), C(boot_id), C(pid) and C(start) of
+        C(ansible-playbook)), recorded with the lock.
+      - Filled in by the action plugin of this module; do not set it.
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -144,7 +151,7 @@ def main():
             lease=dict(type='int', default=120),
             wait=dict(type='int', default=0),
             # filled in by the action plugin: the controller that runs the play
-            _controller=dict(type='dict', default={}),
+            controller=dict(type='dict', default={}),
         ),
         supports_check_mode=True,
     )
@@ -177,7 +184,7 @@ def main():
         previous = dict(record, state=state) if state in ('expired', 'dead') else None
         module.exit_json(changed=not mine, holder=record if mine else {}, previous=previous)
     try:
-        holder, previous = acquire(path, owner, params['lease'], params['_controller'],
+        holder, previous = acquire(path, owner, params['lease'], params['controller'],
                                    params['wait'])
     except LockBusy as exc:
         module.fail_json(msg=busy_message(path, exc.holder, exc.why), holder=exc.holder,

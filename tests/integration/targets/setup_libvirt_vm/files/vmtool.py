@@ -460,6 +460,14 @@ def cmd_quit(args):
     print(json.dumps(dict(quit=True)))
 
 
+def cmd_start(args):
+    """Start a defined, shut-off VM."""
+    dom = conn().lookupByName(args.name)
+    if not dom.isActive():
+        dom.create()
+    print(json.dumps(dict(started=True)))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest='command', required=True)
@@ -554,6 +562,9 @@ def main():
     p.add_argument('log')
     p.add_argument('--format', default='qcow2')
     p.set_defaults(func=cmd_check_backup_log)
+    p = sub.add_parser('start')
+    p.add_argument('name')
+    p.set_defaults(func=cmd_start)
     p = sub.add_parser('quit')
     p.add_argument('name')
     p.set_defaults(func=cmd_quit)
