@@ -729,7 +729,8 @@ class Recorder:
 
     def __exit__(self, exc_type, exc, tb):
         if exc is not None:
-            self.row['failures'].append('%s: %s' % (exc_type.__name__, exc))
+            self.row['failures'].append(str(exc) if isinstance(exc, CaseFailure) else
+                                        '%s: %s' % (exc_type.__name__, exc))
         expect_backup = self.row.pop('expect_backup', True)
         if exc is None or isinstance(exc, CaseFailure):
             try:
