@@ -26,7 +26,7 @@ ROLE_ROWS = [
     ('bandwidth-negative', {'live_backup_bandwidth': -1}),
     ('bandwidth-garbage', {'live_backup_bandwidth': 'fast'}),
     ('timeout-negative', {'live_backup_timeout': -5}),
-    ('timeout-zero', {'live_backup_timeout': 0}),
+    ('keep-fraction', {'live_backup_keep': 2.5}),
     ('timeout-garbage', {'live_backup_timeout': 'soon'}),
     ('keep-negative', {'live_backup_keep': -1}),
     ('keep-garbage', {'live_backup_keep': 'all'}),
@@ -59,7 +59,7 @@ ROLE_ROWS = [
 MODULE_ROWS = [
     ('blockcommit-bandwidth-negative', 'blockcommit',
      {'domain': '{vm}', 'disk': 'vda', 'active': True, 'finish': 'pivot', 'bandwidth': -1}),
-    ('blockcommit-disk-unknown', 'blockcommit', {'domain': '{vm}', 'disk': 'vdz', 'active': True}),
+    ('blockcommit-disk-unknown', 'blockcommit', {'domain': '{vm}', 'disk': 'vdz', 'active': True, 'finish': 'pivot'}),
     ('blockcommit-finish-unknown', 'blockcommit',
      {'domain': '{vm}', 'disk': 'vda', 'active': True, 'finish': 'explode'}),
     ('blockcommit-timeout-negative', 'blockcommit',
