@@ -63,7 +63,7 @@ class ActionModule(ActionBase):
             lock_owner=dict(type='str'),
         ), required_together=[('lock', 'lock_owner')])
         module_args = dict(args, interval=max(1, args['interval']),
-                           _async_dir=self._remote_expand_user(
+                           async_dir=self._remote_expand_user(
                                self.get_shell_option('async_dir', default='~/.ansible_async')))
         parent = os.getppid()
         last_line = time.monotonic()

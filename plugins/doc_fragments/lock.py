@@ -17,6 +17,7 @@ options:
         process in it, in one step. When the lock was taken over (the run was presumed dead),
         the module fails before it changes anything. A run that takes over a dead run's lock
         stops the processes recorded in it, so two runs never drive the same disk.
+      - Ignored in check mode, where nothing changes and M(virtops.libvirt.backup_lock) takes no lock.
     type: path
   lock_owner:
     description: The owner that took O(lock); required with it.

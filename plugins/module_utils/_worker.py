@@ -46,8 +46,9 @@ class Worker(object):
     must lose its lock.
     """
 
-    def __init__(self, params, what, renew_lease=False):
-        self.path = params.get('lock')
+    def __init__(self, params, what, renew_lease=False, check_mode=False):
+        # Check mode changes nothing, and a check run holds no lock (backup_lock takes none).
+        self.path = None if check_mode else params.get('lock')
         self.owner = params.get('lock_owner')
         self.what = what
         self.renew_lease = renew_lease

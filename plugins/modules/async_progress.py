@@ -65,6 +65,11 @@ options:
         task.
       - Without it no progress is shown and a killed job is only noticed through its result.
     type: path
+  async_dir:
+    description:
+      - The directory of the async jobs' status files on the host.
+      - Filled in by the action plugin from the C(async_dir) shell setting; do not set it.
+    type: path
 seealso:
   - module: virtops.libvirt.image_copy
   - module: virtops.libvirt.blockcommit
@@ -121,16 +126,16 @@ def main():
         label=dict(type='str', default='job'),
         interval=dict(type='int', default=10),
         progress_file=dict(type='path'),
-        # passed in by the action plugin, as for async_status
-        _async_dir=dict(type='path', required=True),
+        # filled in by the action plugin, as async_status gets it
+        async_dir=dict(type='path'),
     )
     spec.update(LOCK_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, required_together=LOCK_REQUIRED_TOGETHER,
                            supports_check_mode=True)
     params = module.params
     jid = params['jid']
-    job_file = os.path.join(params['_async_dir'], jid)
-    if params['lock']:
+    job_file = os.path.join(params['async_dir'] or os.path.expanduser('~/.ansible_async'), jid)
+    if params['lock'] and not module.check_mode:
         try:
             renew(params['lock'], params['lock_owner'])
         except LockLost as exc:

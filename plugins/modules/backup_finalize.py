@@ -115,7 +115,8 @@ def main():
         module.fail_json(msg='keep must be 0 (keep all) or more')
     try:
         # Only a run that still holds the lock completes a backup: a taker removes .partial dirs.
-        with Worker(module.params, 'completion of %s' % module.params['path'], renew_lease=True):
+        with Worker(module.params, 'completion of %s' % module.params['path'], renew_lease=True,
+                    check_mode=module.check_mode):
             result = finalize(module.params['path'].rstrip('/'), module.params['manifest'],
                               module.params['keep'], module.check_mode)
     except LibvirtFailure as exc:

@@ -300,7 +300,8 @@ def main():
     check_options(module)
     progress_file = module.params['progress_file']
     try:
-        with Worker(module.params, 'commit of %s' % module.params['disk']):
+        with Worker(module.params, 'commit of %s' % module.params['disk'],
+                    check_mode=module.check_mode):
             with LibvirtClient(module.params['uri'], events=True) as client:
                 run = CommitRun(client, module.params, QemuImg(module).backing_of)
                 try:

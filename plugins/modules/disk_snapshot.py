@@ -248,7 +248,8 @@ def main():
     failed = dict(changed=False, consistency='none', quiesce_error=None)
     try:
         # A quiesced snapshot can wait on the guest agent: the lease is renewed meanwhile.
-        with Worker(module.params, 'snapshot of %s' % module.params['domain'], renew_lease=True):
+        with Worker(module.params, 'snapshot of %s' % module.params['domain'], renew_lease=True,
+                    check_mode=module.check_mode):
             with LibvirtClient(module.params['uri']) as client:
                 result = SnapshotRun(client, module.params).run(module.check_mode)
             if result['changed'] and not module.check_mode:

@@ -302,7 +302,8 @@ def main():
     if errors:
         module.fail_json(msg='; '.join(errors))
     try:
-        with Worker(module.params, 'copy of %s' % module.params['src']) as worker:
+        with Worker(module.params, 'copy of %s' % module.params['src'],
+                    check_mode=module.check_mode) as worker:
             result = ImageCopy(QemuImg(module), module.params, worker).run(module.check_mode)
     except LibvirtFailure as exc:
         module.fail_json(msg=exc.msg, **exc.details)

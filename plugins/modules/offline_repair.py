@@ -121,7 +121,7 @@ def main():
     ensure_libvirt(module)
     try:
         with Worker(module.params, 'offline repair of %s' % module.params['domain'],
-                    renew_lease=True):
+                    renew_lease=True, check_mode=module.check_mode):
             with LibvirtClient(module.params['uri']) as client:
                 result = OfflineRepair(client, QemuImg(module), module.params).run(
                     module.check_mode)
