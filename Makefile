@@ -168,3 +168,26 @@ faults: setup collection
 	cd $(ROOT)/tests/faults && FAULT_REPS=$(FAULT_REPS) $(VENV_PY) -m pytest $(FAULTS_ARGS); \
 		rc=$$?; $(VENV_PY) $(ROOT)/tests/faults/report.py --since $$since > $(ROOT)/tests/output/faults.md; \
 		echo "report: $(ROOT)/tests/output/faults.md"; exit $$rc
+
+# --- benchmark (bench/) ------------------------------------------------------------------------
+# The live_backup role against the limit (qemu-img convert + sync), a hand-written virsh script
+# and virtnbdbackup (installed with apt when missing), on VMs of its own (vt-bn-*, images under
+# /var/lib/virtops-bench, destroyed at the end): cold cache, contenders alternated, medians and
+# ratios; per-phase split of the role, time on the overlay, pivot delay after READY. A benchmark,
+# not a test: it fails only when a contender fails. BENCH_QUICK=1: one repetition, small cases.
+# Results: bench/output/results.json; bench/render.py (matplotlib, bench/.venv) writes
+# bench/output/performance-measured.md and performance-scaling.png, and in full mode (or with
+# BENCH_DOCS=1) the generated section of docs/performance.md and docs/performance-scaling.png.
+BENCH_VENV := $(ROOT)/bench/.venv
+.PHONY: bench
+bench: setup collection $(BENCH_VENV)/.virtops-bench.stamp
+	@command -v virtnbdbackup >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q virtnbdbackup || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q virtnbdbackup; }; }
+	rc=0; $(VENV_PY) $(ROOT)/bench/bench.py || rc=$$?; \
+		$(BENCH_VENV)/bin/python $(ROOT)/bench/render.py $(ROOT)/bench/output/results.json || rc=$${rc/#0/1}; \
+		exit $$rc
+
+$(BENCH_VENV)/.virtops-bench.stamp: $(ROOT)/bench/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || { echo "creating venv $(BENCH_VENV)"; $(PY) -m venv $(BENCH_VENV); }
+	$(BENCH_VENV)/bin/python -m pip install -qq -r $<
+	@touch $@

@@ -1,0 +1,806 @@
+# Copyright (c) virtops.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``make bench``: the live_backup role against its peers, on VMs of its own (issue 7).
+
+A benchmark, not a test: it asserts nothing about timings and exits non-zero only when a
+contender fails (or leaves a VM on an overlay). Run it with the dev venv's Python (libvirt,
+ansible) after ``make collection``; bench/render.py (matplotlib, bench/.venv) draws the plot
+and writes the markdown afterwards.
+
+Contenders, alternated within each repetition, cold cache (``sync; echo 3 >
+/proc/sys/vm/drop_caches``) before each measured run:
+
+- ``limit``: ``qemu-img convert -U -O qcow2`` of each VM's image (the image the snapshot
+  freezes; the OS-less VMs do not write to it) and one ``sync``;
+- ``virsh``: bench/virsh-backup.sh (snapshot, ``cp --sparse=always``, active commit + pivot,
+  ``rm``) over the VMs, one ``sync`` at the end;
+- ``virtnbdbackup``: ``virtnbdbackup -l full`` of each VM (pull-mode backup job over NBD), one
+  ``sync``; its checkpoint is deleted afterwards, untimed, so every contender sees the same VM;
+- ``role``: playbooks/backup.yml through ansible-playbook, uncompressed; ``role+verify+sum``
+  (live_backup_verify + live_backup_checksum); ``role+zstd``; and, when the role has
+  ``live_backup_parallel``, ``role par=1`` next to ``role`` (its default).
+
+Environment: BENCH_QUICK=1 (1 repetition, small cases), BENCH_REPS, BENCH_BUDGET (seconds
+after which further repetitions are skipped, default 780, quick 200), BENCH_RUN_TIMEOUT
+(bound of one measured run), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
+(bench/output). Only VMs named ``vt-bn-*`` are touched; they are destroyed at the end, also
+after a failure or a signal.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import libvirt
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / 'bench'
+VMTOOL = ROOT / 'tests/integration/targets/setup_libvirt_vm/files/vmtool.py'
+VIRSH_SCRIPT = BENCH / 'virsh-backup.sh'
+COLLECTIONS = Path(os.environ.get('BENCH_COLLECTIONS', str(ROOT / '.build')))
+COLLECTION = COLLECTIONS / 'ansible_collections/virtops/libvirt'
+WORK = Path(os.environ.get('BENCH_WORKDIR', '/var/lib/virtops-bench'))
+OUT = Path(os.environ.get('BENCH_OUTPUT', str(BENCH / 'output')))
+PY = sys.executable
+BINDIR = Path(PY).parent
+URI = 'qemu:///system'
+PREFIX = 'vt-bn-'
+MiB = 1024 * 1024
+
+QUICK = os.environ.get('BENCH_QUICK', '0') not in ('', '0')
+REPS = int(os.environ.get('BENCH_REPS', '1' if QUICK else '3'))
+BUDGET = float(os.environ.get('BENCH_BUDGET', '200' if QUICK else '780'))
+RUN_TIMEOUT = float(os.environ.get('BENCH_RUN_TIMEOUT', '300' if QUICK else '600'))
+
+if QUICK:
+    SINGLE = dict(disk='2G', data_mib=512)
+    MULTI = dict(count=3, disk='1G', data_mib=256)
+    SCALE = [1]
+else:
+    SINGLE = dict(disk='8G', data_mib=2048)
+    MULTI = dict(count=12, disk='2G', data_mib=1024)
+    SCALE = [1, 4]
+COMMIT = dict(disks=['1G', '64G'], write_mib=64)
+
+os.environ['PATH'] = str(BINDIR) + os.pathsep + os.environ.get('PATH', '')
+
+
+def _ignore(dummy_ctx, dummy_err):
+    pass
+
+
+libvirt.registerErrorHandler(_ignore, None)
+libvirt.virEventRegisterDefaultImpl()
+
+
+def log(msg):
+    print('[bench %6.1fs] %s' % (time.monotonic() - T0, msg), flush=True)
+
+
+T0 = time.monotonic()
+CHILDREN = set()
+
+
+class ContenderError(Exception):
+    pass
+
+
+# --- processes --------------------------------------------------------------------------------
+
+def run(argv, timeout=120, check=True, env=None):
+    """Untimed helper command (setup, cleanup)."""
+    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
+                            timeout=timeout, check=False, env=env)
+    if check and result.returncode != 0:
+        raise ContenderError('%s failed (rc=%d): %s' % (
+            ' '.join(str(a) for a in argv[:3]), result.returncode, (result.stdout + result.stderr)[-1500:]))
+    return result
+
+
+def timed(argv, timeout=None, env=None, cwd=None):
+    """Run one measured command in its own session; killed (group) when it exceeds timeout."""
+    timeout = timeout or RUN_TIMEOUT
+    start = time.monotonic()
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, cwd=cwd, start_new_session=True)
+    CHILDREN.add(proc)
+    try:
+        out, dummy = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        stop_group(proc)
+        out, dummy = proc.communicate(timeout=15)
+        rc = 'timeout after %ds' % timeout
+    finally:
+        CHILDREN.discard(proc)
+    return time.monotonic() - start, rc, out or ''
+
+
+def stop_group(proc):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def reap_strays():
+    """Processes left by our runs (async module jobs, qemu-img) that still use our work dir."""
+    mine = str(WORK)
+    for name in os.listdir('/proc'):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % name, 'rb') as handle:
+                argv = handle.read().decode(errors='replace')
+        except OSError:
+            continue
+        if mine in argv and 'qemu-system' not in argv:
+            try:
+                os.kill(int(name), signal.SIGTERM)
+            except OSError:
+                pass
+
+
+def why(out):
+    """The error lines of a command's output, else its end."""
+    lines = [line.strip() for line in out.splitlines()
+             if re.search(r'\bERROR\b|error:|fatal:|FAILED!|Traceback', line)]
+    return ' / '.join(lines)[-1500:] if lines else out[-1200:]
+
+
+def drop_caches():
+    os.sync()
+    with open('/proc/sys/vm/drop_caches', 'w') as handle:
+        handle.write('3\n')
+
+
+# --- VMs ------------------------------------------------------------------------------------
+
+class VM:
+    def __init__(self, name, image):
+        self.name = name
+        self.image = image
+
+
+def conn():
+    if not hasattr(conn, 'c') or not conn.c.isAlive():
+        conn.c = libvirt.open(URI)
+    return conn.c
+
+
+def vmtool(*args, timeout=300):
+    return run([PY, VMTOOL] + list(args), timeout=timeout)
+
+
+def our_domains():
+    try:
+        return [d.name() for d in conn().listAllDomains() if d.name().startswith(PREFIX)]
+    except libvirt.libvirtError:
+        return []
+
+
+def make_data_file(mib):
+    """Half random, half text, 1 MiB each: compressible like real disks, never all zero."""
+    path = WORK / ('data-%d.bin' % mib)
+    if path.exists() and path.stat().st_size == mib * MiB:
+        return path
+    text = (b'virtops bench: a line of ordinary, compressible text in a guest file system.\n' * 14000)[:MiB]
+    with open(path, 'wb') as handle:
+        for index in range(mib):
+            handle.write(os.urandom(MiB) if index % 2 == 0 else text)
+    return path
+
+
+def make_vm(name, disk, data_mib):
+    directory = WORK / name
+    shutil.rmtree(directory, ignore_errors=True)
+    out = vmtool('create', name, '--dir', directory, '--disk', 'vda:qcow2:%s:1' % disk,
+                 '--persistent', '--no-start')
+    image = json.loads(out.stdout)['disks'][0]['chain'][0]
+    if data_mib:
+        chunk = min(data_mib, 1024)
+        data = make_data_file(chunk)
+        for offset in range(0, data_mib, chunk):
+            run(['qemu-io', '-f', 'qcow2', '-c', 'write -q -s %s %dM %dM' % (
+                data, offset, min(chunk, data_mib - offset)), image], timeout=300)
+    conn().lookupByName(name).create()
+    return VM(name, image)
+
+
+def active_source(dom, target='vda'):
+    root = ET.fromstring(dom.XMLDesc(0))
+    for disk in root.findall('./devices/disk'):
+        tgt = disk.find('target')
+        if tgt is not None and tgt.get('dev') == target:
+            src = disk.find('source')
+            mirror = disk.find('mirror')
+            return (src.get('file') if src is not None else None,
+                    mirror is not None and mirror.get('ready') == 'yes')
+    return None, False
+
+
+def restore(vm):
+    """Put a VM back on its own image if a contender left it on an overlay; True if it had to."""
+    dom = conn().lookupByName(vm.name)
+    if not dom.isActive():
+        dom.create()
+        return True
+    src, dummy = active_source(dom)
+    if src == vm.image:
+        return False
+    if not dom.blockJobInfo('vda', 0):
+        dom.blockCommit('vda', None, None, 0, libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
+    deadline = time.monotonic() + 120
+    while not active_source(dom)[1]:
+        if time.monotonic() > deadline:
+            raise ContenderError('%s: cleanup commit not READY after 120s' % vm.name)
+        time.sleep(0.1)
+    dom.blockJobAbort('vda', libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+    deadline = time.monotonic() + 30
+    while active_source(dom)[0] != vm.image and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if src and src != vm.image and os.path.exists(src):
+        os.unlink(src)
+    return True
+
+
+def snapshot(vm, overlay):
+    xml = ("<domainsnapshot><disks><disk name='vda' snapshot='external'><source file='%s'/>"
+           "</disk></disks></domainsnapshot>" % overlay)
+    flags = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+             | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA)
+    conn().lookupByName(vm.name).snapshotCreateXML(xml, flags)
+
+
+def delete_checkpoints(vm):
+    dom = conn().lookupByName(vm.name)
+    for checkpoint in dom.listAllCheckpoints(0):
+        checkpoint.delete(0)
+
+
+# --- observation: block-job events and the overlay ------------------------------------------
+
+class Monitor:
+    """Block-job events (READY, COMPLETED) and a 50 ms poll of each VM's active image."""
+
+    def __init__(self):
+        self.events = []
+        self.vms = []
+        self.on = {}
+        self.intervals = {}
+        self.lock = threading.Lock()
+        self.stop = False
+        self.c = libvirt.open(URI)
+        self.c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, self._event, None)
+        libvirt.virEventAddTimeout(100, lambda *a: None, None)
+        threading.Thread(target=self._loop, daemon=True).start()
+        threading.Thread(target=self._poll, daemon=True).start()
+
+    def _loop(self):
+        while not self.stop:
+            libvirt.virEventRunDefaultImpl()
+
+    def _event(self, dummy_conn, dom, disk, kind, status, dummy_opaque):
+        with self.lock:
+            self.events.append((time.monotonic(), dom.name(), kind, status))
+
+    def _poll(self):
+        while not self.stop:
+            with self.lock:
+                vms = list(self.vms)
+            for vm in vms:
+                try:
+                    src, dummy = active_source(self.c.lookupByName(vm.name))
+                except (libvirt.libvirtError, ET.ParseError):
+                    continue
+                now = time.monotonic()
+                with self.lock:
+                    if src != vm.image and vm.name not in self.on:
+                        self.on[vm.name] = now
+                    elif src == vm.image and vm.name in self.on:
+                        self.intervals.setdefault(vm.name, []).append(now - self.on.pop(vm.name))
+            time.sleep(0.05)
+
+    def begin(self, vms):
+        with self.lock:
+            self.vms = list(vms)
+            self.events = []
+            self.on = {}
+            self.intervals = {}
+
+    def end(self):
+        time.sleep(0.15)  # one more poll and the last events
+        with self.lock:
+            self.vms = []
+            events, intervals = list(self.events), dict(self.intervals)
+        pivot = []
+        for name in sorted({e[1] for e in events}):
+            ready = None
+            for when, dom, kind, status in events:
+                if dom != name or kind != libvirt.VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT:
+                    continue
+                if status == libvirt.VIR_DOMAIN_BLOCK_JOB_READY:
+                    ready = when
+                elif status == libvirt.VIR_DOMAIN_BLOCK_JOB_COMPLETED and ready is not None:
+                    pivot.append(when - ready)
+                    ready = None
+        overlay = [round(v, 3) for name in sorted(intervals) for v in intervals[name]]
+        return dict(overlay_s=overlay, pivot_delay_s=[round(v, 4) for v in pivot])
+
+
+# --- contenders -------------------------------------------------------------------------------
+
+def dest_dir(label):
+    path = WORK / 'dest' / re.sub(r'[^A-Za-z0-9_.=+-]', '_', label)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def c_limit(vms, dest, dummy_variant):
+    start = time.monotonic()
+    for vm in vms:
+        seconds, rc, out = timed(['qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', 'qcow2', vm.image,
+                                  dest / ('%s.qcow2' % vm.name)])
+        if rc != 0:
+            raise ContenderError('qemu-img convert of %s: rc=%s %s' % (vm.name, rc, why(out)))
+    os.sync()
+    return dict(seconds=time.monotonic() - start)
+
+
+def c_virsh(vms, dest, dummy_variant):
+    seconds, rc, out = timed(['bash', VIRSH_SCRIPT, 'backup', dest] + ['%s=%s' % (vm.name, vm.image) for vm in vms])
+    if rc != 0:
+        raise ContenderError('virsh script: rc=%s %s' % (rc, why(out)))
+    return dict(seconds=seconds)
+
+
+def c_nbd(vms, dest, dummy_variant):
+    start = time.monotonic()
+    try:
+        for vm in vms:
+            # Its NBD socket and scratch files stay in /var/tmp (the default): QEMU, which binds
+            # the socket, runs as libvirt-qemu and cannot write into our root-owned work dir.
+            seconds, rc, out = timed(['virtnbdbackup', '-d', vm.name, '-l', 'full', '-o', dest / vm.name, '-n'])
+            if rc != 0:
+                raise ContenderError('virtnbdbackup %s: rc=%s %s' % (vm.name, rc, why(out)))
+        os.sync()
+        return dict(seconds=time.monotonic() - start)
+    finally:
+        for vm in vms:
+            try:
+                delete_checkpoints(vm)
+            except libvirt.libvirtError:
+                pass
+
+
+def parse_timing(path, wall, n_vms, launched):
+    """Phase split from the bench_timing callback: union of task intervals per phase."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    phases = dict(snapshot=[], copy=[], commit=[])
+    for rec in data['tasks']:
+        action = rec['action'].split('.')[-1]
+        name = rec['task'].lower()
+        if action == 'disk_snapshot':
+            phase = 'snapshot'
+        elif action == 'image_copy' or (action in ('async_progress', 'async_status') and 'copy' in name):
+            phase = 'copy'
+        elif action == 'blockcommit' or (action in ('async_progress', 'async_status') and 'commit' in name):
+            phase = 'commit'
+        else:
+            continue
+        phases[phase].append((rec['start'], rec['end']))
+
+    def union(intervals):
+        total, last = 0.0, None
+        for start, end in sorted(intervals):
+            if last is None or start > last:
+                total += end - start
+                last = end
+            elif end > last:
+                total += end - last
+                last = end
+        return total
+
+    split = {k: round(union(v), 3) for k, v in phases.items()}
+    busy = union([i for v in phases.values() for i in v])
+    split['other'] = round(max(wall - busy, 0.0), 3)
+    split['tasks_per_vm'] = round(len(data['tasks']) / max(n_vms, 1), 1)
+    # From the launch of ansible-playbook to the start of its first task.
+    split['startup'] = round(min([r['start'] for r in data['tasks']] or [data['start']]) - launched, 3)
+    return split
+
+
+def role_run(label, vms, dest, variant):
+    rundir = WORK / 'runs' / ('%s-%d' % (re.sub(r'[^A-Za-z0-9_.=+-]', '_', label), int(time.time() * 1000)))
+    rundir.mkdir(parents=True)
+    (rundir / 'inventory').write_text(
+        '[hypervisors]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n' % PY)
+    (rundir / 'main.yml').write_text(
+        '- name: The collection backup playbook\n  import_playbook: virtops.libvirt.backup\n')
+    extravars = dict(live_backup_domains=[vm.name for vm in vms], live_backup_dest=str(dest),
+                     live_backup_lock_dir=str(WORK / 'locks'), live_backup_keep=0)
+    extravars.update(variant)
+    (rundir / 'vars.json').write_text(json.dumps(extravars))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR='1',
+               ANSIBLE_FORCE_COLOR='0', ANSIBLE_CALLBACK_PLUGINS=str(BENCH / 'callback_plugins'),
+               ANSIBLE_CALLBACKS_ENABLED='bench_timing', BENCH_TIMING_FILE=str(rundir / 'timing.json'),
+               ANSIBLE_LOCAL_TEMP=str(rundir / 'tmp'), ANSIBLE_ASYNC_DIR=str(rundir / 'async'),
+               ANSIBLE_RETRY_FILES_ENABLED='0')
+    launched = time.time()
+    seconds, rc, out = timed([BINDIR / 'ansible-playbook', '-i', rundir / 'inventory', rundir / 'main.yml',
+                              '-e', '@%s' % (rundir / 'vars.json')], env=env, cwd=rundir)
+    (rundir / 'output.txt').write_text(out)
+    if rc != 0:
+        raise ContenderError('%s: ansible-playbook rc=%s: %s (whole output: %s)' % (
+            label, rc, why(out), rundir / 'output.txt'))
+    return dict(seconds=seconds, phases=parse_timing(rundir / 'timing.json', seconds, len(vms), launched))
+
+
+def parallel_default():
+    """live_backup_parallel from the role's defaults (as built by `make collection`), or None."""
+    path = COLLECTION / 'roles/live_backup/defaults/main.yml'
+    try:
+        defaults = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    value = defaults.get('live_backup_parallel')
+    return value if isinstance(value, int) else None
+
+
+PAR = None  # set in main()
+
+
+def contenders(case):
+    base = [('limit', c_limit, None), ('virsh', c_virsh, None)]
+    if case == 'single':
+        return base + [('virtnbdbackup', c_nbd, None), ('role', role_run, {}),
+                       ('role+verify+sum', role_run, dict(live_backup_verify=True, live_backup_checksum=True)),
+                       ('role+zstd', role_run, dict(live_backup_compress='zstd'))]
+    roles = [('role', role_run, {})]
+    if PAR is not None and PAR != 1:
+        roles.append(('role par=1', role_run, dict(live_backup_parallel=1)))
+    if case == 'multi':
+        return base + [('virtnbdbackup', c_nbd, None)] + roles
+    return [('virsh', c_virsh, None)] + roles  # scale points
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+RESULTS = dict(runs=[], skipped=[], notes=[])
+MONITOR = None
+
+
+def measure(case, label, func, variant, vms, rep):
+    dest = dest_dir(label)
+    drop_caches()
+    MONITOR.begin(vms)
+    record = dict(case=case, contender=label, rep=rep, n_vms=len(vms))
+    started = time.monotonic()
+    try:
+        if func is role_run:
+            record.update(func(label, vms, dest, variant))
+        else:
+            record.update(func(vms, dest, variant))
+    except (ContenderError, libvirt.libvirtError, subprocess.SubprocessError, OSError) as exc:
+        record['error'] = str(exc)[-3000:]
+        record['seconds'] = time.monotonic() - started
+    record.update(MONITOR.end())
+    for vm in vms:
+        try:
+            if restore(vm):
+                record.setdefault('error', '%s left %s on an overlay (restored by the bench)' % (label, vm.name))
+        except (ContenderError, libvirt.libvirtError) as exc:
+            record.setdefault('error', 'cleanup of %s failed: %s' % (vm.name, exc))
+    shutil.rmtree(dest, ignore_errors=True)
+    record['seconds'] = round(record['seconds'], 3)
+    RESULTS['runs'].append(record)
+    error = '  ERROR: ' + record['error'].splitlines()[0][:200] if 'error' in record else ''
+    log('%-7s %-16s rep %d  %6.2fs%s' % (case, label, rep, record['seconds'], error))
+    return record
+
+
+def commit_case(vm, rep, label):
+    """Snapshot, 64 MiB of guest writes into the overlay, then only the commit + pivot is timed."""
+    overlay = vm.image + '.bench-commit.qcow2'
+    snapshot(vm, overlay)
+    vmtool('write', vm.name, 'vda', '0xcd', '8', str(COMMIT['write_mib']))
+    drop_caches()
+    MONITOR.begin([vm])
+    record = dict(case='commit-%s' % vm.disk, contender=label, rep=rep, n_vms=1)
+    if label == 'virsh':
+        seconds, rc, out = timed(['bash', VIRSH_SCRIPT, 'commit', vm.name, overlay])
+    else:
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
+                   ANSIBLE_STDOUT_CALLBACK='minimal', ANSIBLE_NOCOLOR='1')
+        seconds, rc, out = timed([BINDIR / 'ansible', 'localhost', '-i', 'localhost,', '-c', 'local',
+                                  '-e', 'ansible_python_interpreter=%s' % PY, '-m', 'virtops.libvirt.blockcommit',
+                                  '-a', 'domain=%s disk=vda top=%s active=true finish=pivot delete=true' % (
+                                      vm.name, overlay)], env=env)
+        try:
+            # minimal callback: "localhost | CHANGED => {...}"
+            res = json.loads(out[out.index('{'):out.rindex('}') + 1])
+            record['module_elapsed'] = round(res['elapsed'], 3)
+        except (ValueError, KeyError, IndexError):
+            pass
+    record['seconds'] = round(seconds, 3)
+    if rc != 0:
+        record['error'] = 'rc=%s %s' % (rc, why(out))
+    record.update(MONITOR.end())
+    try:
+        if restore(vm):
+            record.setdefault('error', '%s left %s on an overlay' % (label, vm.name))
+    except (ContenderError, libvirt.libvirtError) as exc:
+        record.setdefault('error', 'cleanup failed: %s' % exc)
+    if os.path.exists(overlay):
+        os.unlink(overlay)
+    RESULTS['runs'].append(record)
+    module = '  (module %.2fs)' % record['module_elapsed'] if 'module_elapsed' in record else ''
+    error = '  ERROR: ' + record['error'][:200] if 'error' in record else ''
+    log('%-12s %-8s rep %d  %6.2fs%s%s' % (record['case'], label, rep, seconds, module, error))
+
+
+def rotate(items, rep):
+    shift = rep % len(items)
+    return items[shift:] + items[:shift]
+
+
+def fits(estimate):
+    return time.monotonic() - T0 + estimate < BUDGET
+
+
+def rep_of(case, vms, rep):
+    start = time.monotonic()
+    for label, func, variant in rotate(contenders(case), rep):
+        measure(case, label, func, variant, vms, rep)
+    return time.monotonic() - start
+
+
+def git_state():
+    head = run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'], check=False).stdout.strip()
+    dirty = run(['git', '-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], check=False).stdout.strip()
+    return head + (' + uncommitted changes' if dirty else '')
+
+
+def machine():
+    def read(path):
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return ''
+    cpu = re.search(r'model name\s*:\s*(.*)', read('/proc/cpuinfo'))
+    mem = re.search(r'MemTotal:\s*(\d+)', read('/proc/meminfo'))
+    fs = run(['findmnt', '-no', 'SOURCE,FSTYPE', '-T', WORK], check=False).stdout.split()
+    disk = ''
+    if fs and fs[0].startswith('/dev/'):
+        info = run(['lsblk', '-sdno', 'NAME,TYPE,ROTA,SIZE,MODEL', fs[0]], check=False).stdout.split('\n')[-2:]
+        words = ' '.join(info).split() + ['', '', '', '']
+        disk = '%s (%s, %s, rotational=%s%s)' % (words[0], words[1], words[3], words[2],
+                                                 ', ' + ' '.join(words[4:]).strip() if words[4] else '')
+    versions = {}
+    for key, argv in (('qemu', ['qemu-img', '--version']), ('libvirt', ['libvirtd', '--version']),
+                      ('virtnbdbackup', ['virtnbdbackup', '-V']), ('ansible', [BINDIR / 'ansible', '--version'])):
+        result = run(argv, check=False)
+        line = ((result.stdout or result.stderr).strip().splitlines() or [''])[0]
+        versions[key] = line if key in line.lower() else '%s %s' % (key, line)
+    return dict(nproc=os.cpu_count(), cpu=cpu.group(1).strip() if cpu else platform.processor(),
+                mem_gib=round(int(mem.group(1)) / 1024 / 1024, 1) if mem else None,
+                filesystem=' '.join(fs), disks=disk, kernel=platform.release(),
+                kvm=os.path.exists('/dev/kvm'), versions=versions, loadavg_start=os.getloadavg())
+
+
+def summarize():
+    groups = {}
+    for rec in RESULTS['runs']:
+        groups.setdefault((rec['case'], rec['contender']), []).append(rec)
+    summary = []
+    for (case, label), recs in groups.items():
+        ok = [r for r in recs if 'error' not in r]
+        entry = dict(case=case, contender=label, n_vms=recs[0]['n_vms'], runs=len(recs), ok=len(ok),
+                     errors=[r['error'][:300] for r in recs if 'error' in r])
+        if ok:
+            secs = [r['seconds'] for r in ok]
+            entry.update(median=round(statistics.median(secs), 3), min=min(secs), max=max(secs))
+            mods = [r['module_elapsed'] for r in ok if 'module_elapsed' in r]
+            if mods:
+                entry['module_median'] = round(statistics.median(mods), 3)
+            phases = [r['phases'] for r in ok if r.get('phases')]
+            if phases:
+                entry['phases'] = {k: round(statistics.median([p[k] for p in phases]), 3) for k in phases[0]}
+            overlay = [v for r in ok for v in r.get('overlay_s', [])]
+            pivot = [v for r in ok for v in r.get('pivot_delay_s', [])]
+            if overlay:
+                entry['overlay_median'] = round(statistics.median(overlay), 3)
+                entry['overlay_max'] = max(overlay)
+            if pivot:
+                entry['pivot_delay_median'] = round(statistics.median(pivot), 4)
+                entry['pivot_delay_max'] = max(pivot)
+        summary.append(entry)
+    by = {(e['case'], e['contender']): e for e in summary}
+    for entry in summary:
+        for ref in ('limit', 'virsh'):
+            other = by.get((entry['case'], ref))
+            if other and 'median' in entry and other.get('median'):
+                entry['x_' + ref] = round(entry['median'] / other['median'], 2)
+    return summary
+
+
+def print_tables(summary):
+    print('\n==== make bench results (%s mode, %d repetition(s), medians) ====' % (
+        'quick' if QUICK else 'full', REPS))
+    print('%-14s %-17s %4s %5s %8s %8s %8s %7s %7s %8s %8s' % (
+        'case', 'contender', 'VMs', 'ok', 'median', 'min', 'max', 'xlimit', 'xvirsh', 'overlay', 'pivot'))
+    for e in summary:
+        print('%-14s %-17s %4d %2d/%-2d %8s %8s %8s %7s %7s %8s %8s' % (
+            e['case'], e['contender'], e['n_vms'], e['ok'], e['runs'],
+            '%.2f' % e['median'] if 'median' in e else '-', '%.2f' % e['min'] if 'min' in e else '-',
+            '%.2f' % e['max'] if 'max' in e else '-', e.get('x_limit', '-'), e.get('x_virsh', '-'),
+            '%.2f' % e['overlay_median'] if 'overlay_median' in e else '-',
+            '%.3f' % e['pivot_delay_median'] if 'pivot_delay_median' in e else '-'))
+        if e.get('module_median') is not None:
+            print('%-14s %-17s module elapsed (without Ansible start-up): %.2fs' % ('', '', e['module_median']))
+    print('\nper-phase split of the role (median seconds; union of task times, "other" = wall - phases):')
+    print('%-14s %-17s %8s %8s %8s %8s %8s %8s %9s' % (
+        'case', 'contender', 'wall', 'snapshot', 'copy', 'commit', 'pivot*', 'other', 'tasks/VM'))
+    for e in summary:
+        p = e.get('phases')
+        if not p:
+            continue
+        print('%-14s %-17s %8.2f %8.2f %8.2f %8.2f %8s %8.2f %9s' % (
+            e['case'], e['contender'], e['median'], p['snapshot'], p['copy'], p['commit'],
+            '%.3f' % e['pivot_delay_median'] if 'pivot_delay_median' in e else '-', p['other'], p['tasks_per_vm']))
+    print('* pivot: delay from the READY event to the COMPLETED (pivoted) event, median over VMs and runs')
+    for e in summary:
+        for err in e['errors']:
+            print('ERROR %s %s: %s' % (e['case'], e['contender'], err.splitlines()[0] if err else ''))
+
+
+def cleanup(vms_names):
+    for proc in list(CHILDREN):
+        stop_group(proc)
+    names = sorted(set(vms_names) | set(our_domains()))
+    for name in names:
+        # A domain with checkpoints (virtnbdbackup) cannot be undefined.
+        try:
+            dom = conn().lookupByName(name)
+            flags = 0 if dom.isActive() else libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY
+            for checkpoint in dom.listAllCheckpoints(0):
+                checkpoint.delete(flags)
+        except libvirt.libvirtError:
+            pass
+    if names:
+        try:
+            vmtool('destroy', *names, timeout=120)
+        except (ContenderError, subprocess.SubprocessError) as exc:
+            print('cleanup: %s' % exc, file=sys.stderr)
+    reap_strays()
+    for child in ('dest', 'runs', 'scratch', 'locks'):
+        shutil.rmtree(WORK / child, ignore_errors=True)
+    for name in names:
+        shutil.rmtree(WORK / name, ignore_errors=True)
+    for path in WORK.glob('data-*.bin'):
+        path.unlink()
+
+
+def on_signal(signum, dummy_frame):
+    raise KeyboardInterrupt('signal %d' % signum)
+
+
+def main():
+    global PAR, MONITOR
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    if os.geteuid() != 0:
+        raise SystemExit('make bench runs as root (VMs, drop_caches)')
+    if not (COLLECTION / 'galaxy.yml').exists():
+        raise SystemExit('no collection at %s: run `make collection` first' % COLLECTION)
+    OUT.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / 'scratch').mkdir(exist_ok=True)
+    PAR = parallel_default()
+    RESULTS.update(mode='quick' if QUICK else 'full', reps=REPS, budget_s=BUDGET, run_timeout_s=RUN_TIMEOUT,
+                   started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), machine=machine(),
+                   live_backup_parallel_default=PAR,
+                   cases=dict(single=SINGLE, multi=MULTI, scale=SCALE, commit=COMMIT),
+                   git=git_state())
+    RESULTS['notes'].append('live_backup_parallel: %s' % (
+        'default %d, measured at 1 and at the default' % PAR if PAR is not None else 'not in the role, not measured'))
+    names = []
+    rc = 0
+    try:
+        stale = our_domains()
+        if stale:
+            log('removing VMs of an earlier bench: %s' % ' '.join(stale))
+            cleanup(stale)
+            WORK.mkdir(parents=True, exist_ok=True)
+            (WORK / 'scratch').mkdir(exist_ok=True)
+        MONITOR = Monitor()
+        log('creating VMs (%s mode): 1 x %d MiB in %s, %d x %d MiB in %s, commit disks %s' % (
+            'quick' if QUICK else 'full', SINGLE['data_mib'], SINGLE['disk'], MULTI['count'], MULTI['data_mib'],
+            MULTI['disk'], '/'.join(COMMIT['disks'])))
+        specs = [(PREFIX + 'c' + size.lower(), size, 16) for size in COMMIT['disks']]
+        specs.append((PREFIX + 'single', SINGLE['disk'], SINGLE['data_mib']))
+        specs += [('%sm%02d' % (PREFIX, i + 1), MULTI['disk'], MULTI['data_mib']) for i in range(MULTI['count'])]
+        names.extend(s[0] for s in specs)
+        for dummy, dummy, mib in specs:
+            make_data_file(min(mib, 1024))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+            made = list(pool.map(lambda spec: make_vm(*spec), specs))
+        commit_vms = made[:len(COMMIT['disks'])]
+        for vm, size in zip(commit_vms, COMMIT['disks']):
+            vm.disk = size
+        single = [made[len(COMMIT['disks'])]]
+        multi = made[len(COMMIT['disks']) + 1:]
+        log('VMs ready')
+
+        for rep in range(REPS):
+            for label in rotate(['virsh', 'module'], rep):
+                for vm in commit_vms:
+                    commit_case(vm, rep, label)
+        first = {}
+        for rep in range(REPS):
+            for case, vms in (('single', single), ('multi', multi)):
+                if rep == 0 or fits(first[case]):
+                    took = rep_of(case, vms, rep)
+                    first.setdefault(case, took)
+                else:
+                    RESULTS['skipped'].append('%s rep %d (time budget %ds)' % (case, rep, BUDGET))
+                    log('skipping %s rep %d: over the time budget of %ds' % (case, rep, BUDGET))
+            if rep == 0:
+                for n in SCALE:
+                    if n >= len(multi):
+                        continue
+                    if fits(first['multi'] * n / len(multi) * 0.6):
+                        rep_of('scale-%d' % n, multi[:n], 0)
+                    else:
+                        RESULTS['skipped'].append('scale point of %d VMs (time budget %ds)' % (n, BUDGET))
+                        log('skipping the scale point of %d VMs: over the time budget' % n)
+        summary = summarize()
+        RESULTS['summary'] = summary
+        print_tables(summary)
+        if any('error' in r for r in RESULTS['runs']):
+            rc = 1
+    except KeyboardInterrupt as exc:
+        log('interrupted (%s); cleaning up' % exc)
+        rc = 130
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # the cleanup itself is not interrupted
+        if MONITOR:
+            MONITOR.stop = True
+        log('destroying the bench VMs')
+        cleanup(names)
+        RESULTS['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+        RESULTS['duration_s'] = round(time.monotonic() - T0, 1)
+        RESULTS['machine']['loadavg_end'] = os.getloadavg()
+        (OUT / 'results.json').write_text(json.dumps(RESULTS, indent=1, default=str))
+        log('results: %s (%.0fs in all)' % (OUT / 'results.json', RESULTS['duration_s']))
+    return rc
+
+
+if __name__ == '__main__':
+    sys.exit(main())
