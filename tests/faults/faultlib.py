@@ -694,6 +694,14 @@ def kill_modules(case, point, sig):
     module = {'after_snapshot': 'disk_snapshot', 'mid_copy': 'image_copy',
               'phase1': 'blockcommit', 'before_pivot': 'blockcommit'}[point]
     pids = module_pids(case, module)
+    if point in FAILPOINTS:
+        # The parked module wrote its pid; with pipelining a non-async module has no
+        # AnsiballZ_ file in its argv. Only a process of this case's run is taken.
+        reached = case.reached(point)
+        procs = processes()
+        if reached and reached.isdigit() and int(reached) in procs and \
+                ('VIRTOPS_FT_CASE=%s' % case.marker).encode() in procs[int(reached)][2]:
+            pids = sorted(set(pids) | {int(reached)})
     if point == 'mid_copy':
         pids += qemu_img_pids(case)
     if not pids:
