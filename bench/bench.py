@@ -22,8 +22,8 @@ Contenders, alternated within each repetition, cold cache (``sync; echo 3 >
   ``live_backup_parallel``, ``role par=1`` next to ``role`` (its default).
 
 Environment: BENCH_QUICK=1 (1 repetition, small cases), BENCH_REPS, BENCH_BUDGET (seconds
-after which further repetitions are skipped, default 780, quick 200), BENCH_RUN_TIMEOUT
-(bound of one measured run), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
+by which further repetitions and the scale points must end, default 780, quick 230),
+BENCH_RUN_TIMEOUT (bound of one measured run, default 600, quick 300), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
 (bench/output). Only VMs named ``vt-bn-*`` are touched; they are destroyed at the end, also
 after a failure or a signal.
 """
@@ -64,7 +64,7 @@ MiB = 1024 * 1024
 
 QUICK = os.environ.get('BENCH_QUICK', '0') not in ('', '0')
 REPS = int(os.environ.get('BENCH_REPS', '1' if QUICK else '3'))
-BUDGET = float(os.environ.get('BENCH_BUDGET', '200' if QUICK else '780'))
+BUDGET = float(os.environ.get('BENCH_BUDGET', '230' if QUICK else '780'))
 RUN_TIMEOUT = float(os.environ.get('BENCH_RUN_TIMEOUT', '300' if QUICK else '600'))
 
 if QUICK:
@@ -332,10 +332,11 @@ class Monitor:
     def end(self):
         time.sleep(0.15)  # one more poll and the last events
         with self.lock:
-            self.vms = []
+            vms, self.vms = self.vms, []
             events, intervals = list(self.events), dict(self.intervals)
         pivot = []
-        for name in sorted({e[1] for e in events}):
+        # Only our VMs: other sessions' VMs on this host have block jobs too.
+        for name in sorted({e[1] for e in events} & {vm.name for vm in vms}):
             ready = None
             for when, dom, kind, status in events:
                 if dom != name or kind != libvirt.VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT:
@@ -586,6 +587,19 @@ def git_state():
     return head + (' + uncommitted changes' if dirty else '')
 
 
+def scale_points(multi, single_rep):
+    """The virsh loop and the role on the first n multi VMs, for the plot."""
+    for n in SCALE:
+        if n >= len(multi):
+            continue
+        # A single-case repetition holds about three role runs of one VM.
+        if fits(single_rep / 3.0 * n):
+            rep_of('scale-%d' % n, multi[:n], 0)
+        else:
+            RESULTS['skipped'].append('scale point of %d VMs (time budget %ds)' % (n, BUDGET))
+            log('skipping the scale point of %d VMs: over the time budget' % n)
+
+
 def machine():
     def read(path):
         try:
@@ -761,24 +775,19 @@ def main():
             for label in rotate(['virsh', 'module'], rep):
                 for vm in commit_vms:
                     commit_case(vm, rep, label)
+        # Every case gets one repetition; the scale points (one repetition) and the further
+        # repetitions only while they fit in BENCH_BUDGET, estimated from the first one.
         first = {}
         for rep in range(REPS):
             for case, vms in (('single', single), ('multi', multi)):
+                if rep == 0 and case == 'multi':
+                    scale_points(multi, first['single'])
                 if rep == 0 or fits(first[case]):
                     took = rep_of(case, vms, rep)
                     first.setdefault(case, took)
                 else:
                     RESULTS['skipped'].append('%s rep %d (time budget %ds)' % (case, rep, BUDGET))
                     log('skipping %s rep %d: over the time budget of %ds' % (case, rep, BUDGET))
-            if rep == 0:
-                for n in SCALE:
-                    if n >= len(multi):
-                        continue
-                    if fits(first['multi'] * n / len(multi) * 0.6):
-                        rep_of('scale-%d' % n, multi[:n], 0)
-                    else:
-                        RESULTS['skipped'].append('scale point of %d VMs (time budget %ds)' % (n, BUDGET))
-                        log('skipping the scale point of %d VMs: over the time budget' % n)
         summary = summarize()
         RESULTS['summary'] = summary
         print_tables(summary)
