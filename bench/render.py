@@ -84,7 +84,21 @@ def markdown(results):
         lines.append('| %s | %s |' % (case_title(results, case), ' | '.join(cells)))
     lines += ['', 'Seconds of wall time; ratios from the same run. Every contender ends with its data on '
               'disk: the limit, the virsh script and virtnbdbackup end with one `sync`, the role fsyncs '
-              'each copy.', '']
+              'each copy.', '',
+              '- limit: `qemu-img convert -U -f qcow2 -O qcow2` of each VM\'s image (the image the snapshot '
+              'freezes; the OS-less test VMs do not write to it), one VM after the other.',
+              '- virsh script: `bench/virsh-backup.sh`: `virsh snapshot-create-as DOM bk --disk-only --atomic '
+              '--no-metadata --diskspec vda,file=OVERLAY`, `cp --sparse=always` of the frozen image, '
+              '`virsh blockcommit DOM vda --active --pivot --wait`, `rm OVERLAY`, looping over the VMs.',
+              '- virtnbdbackup: `virtnbdbackup -d DOM -l full -o DIR -n` per VM (libvirt backup API, pull '
+              'mode, NBD over a unix socket; stream format). It works on the OS-less VMs: its only complaint '
+              'is "QEMU guest agent is not configured" (no fsfreeze). Its socket must be where QEMU (user '
+              'libvirt-qemu) can bind it, hence the default in /var/tmp. Its checkpoint is deleted after '
+              'each run, untimed, so every contender sees the same VM.',
+              '- role: `ansible-playbook` of `virtops.libvirt.backup`, local connection, the role\'s '
+              'defaults except `live_backup_dest`, `live_backup_lock_dir` and `live_backup_keep: 0`.',
+              '- Data: half random, half text (1 MiB each), so zstd has something to do and nothing is '
+              'all-zero.', '']
 
     commit = [e for e in summary if e['case'].startswith('commit-')]
     if commit:
