@@ -43,25 +43,24 @@ PROGRESS_EVERY = 1.0
 
 @contextlib.contextmanager
 def signals_deferred():
-    """Hold SIGTERM/SIGINT/SIGHUP: a pivot is never left between confirmation and clean-up."""
-    held = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Hold SIGTERM/SIGINT/SIGHUP: a pivot is never left between confirmation and clean-up.
+
+    A Python handler, not a signal mask: a mask holds only the calling thread, and
+    the default action of a signal that reaches libvirt's event-loop thread would
+    still end the process. The handler records the signal; it is sent again, with
+    the old disposition, once the section is over.
+    """
+    held = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    caught = []
+    previous = dict((signum, signal.signal(signum, lambda num, frame: caught.append(num)))
+                    for signum in held)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _chain_list(chain):
-    return [image.short() for image in chain]
-
-
-def _chain_text(chain):
-    return ''.join('%s (%s)\n' % (image['path'], image['format']) for image in chain)
-
-
-def chain_diff(before, after):
-    return dict(before=_chain_text(before), after=_chain_text(after))
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in caught[:1]:
+            os.kill(os.getpid(), signum)
 
 
 class CommitRun(object):

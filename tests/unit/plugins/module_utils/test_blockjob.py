@@ -194,3 +194,26 @@ def test_a_job_that_never_vanishes_after_cancel_is_a_clean_failure(monkeypatch):
     dummy, job = watch(domain)
     with pytest.raises(LibvirtFailure, match='still there'):
         job.cancel()
+
+
+def test_a_signal_during_the_pivot_section_waits_for_its_end():
+    """Even when it reaches another thread (libvirt's event loop), where a mask would not hold."""
+    import os
+    import signal as signals
+    from ansible_collections.virtops.libvirt.plugins.module_utils._commit import signals_deferred
+
+    seen = []
+    previous = signals.signal(signals.SIGTERM, lambda num, frame: seen.append('handled'))
+    try:
+        with signals_deferred():
+            thread = threading.Thread(target=os.kill, args=(os.getpid(), signals.SIGTERM))
+            thread.start()
+            thread.join()
+            for dummy in range(100):  # let the interpreter run pending handlers
+                pass
+            seen.append('section done')
+        for dummy in range(100):
+            pass
+    finally:
+        signals.signal(signals.SIGTERM, previous)
+    assert seen == ['section done', 'handled']
