@@ -52,9 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / 'bench'
 VMTOOL = ROOT / 'tests/integration/targets/setup_libvirt_vm/files/vmtool.py'
 VIRSH_SCRIPT = BENCH / 'virsh-backup.sh'
-COLLECTIONS = Path(os.environ.get('BENCH_COLLECTIONS', str(ROOT / '.build')))
-COLLECTION = COLLECTIONS / 'ansible_collections/virtops/libvirt'
+SOURCE_COLLECTIONS = Path(os.environ.get('BENCH_COLLECTIONS', str(ROOT / '.build')))
 WORK = Path(os.environ.get('BENCH_WORKDIR', '/var/lib/virtops-bench'))
+# A private copy of the collection, taken at the start: `make collection` of another session
+# rewrites .build at any time, and one run must measure one version of the role.
+COLLECTIONS = WORK / 'collections'
+COLLECTION = COLLECTIONS / 'ansible_collections/virtops/libvirt'
 OUT = Path(os.environ.get('BENCH_OUTPUT', str(BENCH / 'output')))
 PY = sys.executable
 BINDIR = Path(PY).parent
@@ -712,7 +715,7 @@ def cleanup(vms_names):
         except (ContenderError, subprocess.SubprocessError) as exc:
             print('cleanup: %s' % exc, file=sys.stderr)
     reap_strays()
-    for child in ('dest', 'runs', 'scratch', 'locks'):
+    for child in ('dest', 'runs', 'scratch', 'locks', 'collections'):
         shutil.rmtree(WORK / child, ignore_errors=True)
     for name in names:
         shutil.rmtree(WORK / name, ignore_errors=True)
@@ -730,10 +733,12 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     if os.geteuid() != 0:
         raise SystemExit('make bench runs as root (VMs, drop_caches)')
-    if not (COLLECTION / 'galaxy.yml').exists():
-        raise SystemExit('no collection at %s: run `make collection` first' % COLLECTION)
+    source = SOURCE_COLLECTIONS / 'ansible_collections/virtops/libvirt'
+    if not (source / 'galaxy.yml').exists():
+        raise SystemExit('no collection at %s: run `make collection` first' % source)
     OUT.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
+
     (WORK / 'scratch').mkdir(exist_ok=True)
     PAR = parallel_default()
     RESULTS.update(mode='quick' if QUICK else 'full', reps=REPS, budget_s=BUDGET, run_timeout_s=RUN_TIMEOUT,
@@ -752,6 +757,9 @@ def main():
             cleanup(stale)
             WORK.mkdir(parents=True, exist_ok=True)
             (WORK / 'scratch').mkdir(exist_ok=True)
+        COLLECTION.mkdir(parents=True, exist_ok=True)
+        run(['rsync', '-a', '--delete', '--exclude=/tests/', '--exclude=/.git/', '--exclude=/bench/',
+             '%s/' % source, '%s/' % COLLECTION])
         MONITOR = Monitor()
         log('creating VMs (%s mode): 1 x %d MiB in %s, %d x %d MiB in %s, commit disks %s' % (
             'quick' if QUICK else 'full', SINGLE['data_mib'], SINGLE['disk'], MULTI['count'], MULTI['data_mib'],
