@@ -63,6 +63,18 @@ def signals_deferred():
             os.kill(os.getpid(), signum)
 
 
+def _chain_list(chain):
+    return [image.short() for image in chain]
+
+
+def _chain_text(chain):
+    return ''.join('%s (%s)\n' % (image['path'], image['format']) for image in chain)
+
+
+def chain_diff(before, after):
+    return dict(before=_chain_text(before), after=_chain_text(after))
+
+
 class CommitRun(object):
     """One blockcommit task against one disk of a running domain."""
 

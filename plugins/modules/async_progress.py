@@ -70,6 +70,7 @@ options:
       - The directory of the async jobs' status files on the host.
       - Filled in by the action plugin from the C(async_dir) shell setting; do not set it.
     type: path
+    default: ~/.ansible_async
 seealso:
   - module: virtops.libvirt.image_copy
   - module: virtops.libvirt.blockcommit
@@ -127,14 +128,14 @@ def main():
         interval=dict(type='int', default=10),
         progress_file=dict(type='path'),
         # filled in by the action plugin, as async_status gets it
-        async_dir=dict(type='path'),
+        async_dir=dict(type='path', default='~/.ansible_async'),
     )
     spec.update(LOCK_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, required_together=LOCK_REQUIRED_TOGETHER,
                            supports_check_mode=True)
     params = module.params
     jid = params['jid']
-    job_file = os.path.join(params['async_dir'] or os.path.expanduser('~/.ansible_async'), jid)
+    job_file = os.path.join(params['async_dir'], jid)
     if params['lock'] and not module.check_mode:
         try:
             renew(params['lock'], params['lock_owner'])
