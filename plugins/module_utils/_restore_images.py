@@ -211,4 +211,3 @@ def _rmdir(path):
         os.rmdir(path)
     except OSError:
         pass
-

@@ -12,7 +12,8 @@ short_description: Define a domain from a backup - new name, UUID, MACs, image p
 version_added: 0.2.0
 description:
   - Rewrites the C(domain.xml) of a backup for its restore and defines it. The restored disks
-    point at O(images) as standalone files in O(format); their backing chains are dropped.
+    point at their images in O(image_dir) (or at their original paths with O(in_place=true)) as
+    standalone files in O(format); their backing chains are dropped.
   - Under another O(name), the domain gets a new UUID and new MAC addresses, derived from the
     original UUID and the new name (so a repeated restore defines the same domain), and the
     writable disks that are not in the backup are left out, so the copy shares no writable disk

@@ -111,7 +111,13 @@ images:
     verified:
       description: Compared with the backup image after the copy.
       type: bool
-  sample: [{target: vda, src: /srv/backups/web01/20261127T010000Z/vda.qcow2, dest: /var/lib/libvirt/images/web01-copy/vda.qcow2, action: create, size: 1310720, verified: true}]
+  sample:
+    - target: vda
+      src: /srv/backups/web01/20261127T010000Z/vda.qcow2
+      dest: /var/lib/libvirt/images/web01-copy/vda.qcow2
+      action: create
+      size: 1310720
+      verified: true
 created_dir:
   description: Whether O(image_dir) was created.
   returned: success
