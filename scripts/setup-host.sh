@@ -11,6 +11,9 @@ PACKAGES=(
   libvirt-dev pkg-config gcc python3-venv python3-dev
   rsync zstd git make
   shellcheck   # without it ansible-test silently skips its shellcheck sanity test
+  # restore tests: UEFI firmware (NVRAM) and swtpm (vTPM) state in backups, and the real
+  # Linux guest (tests/integration/targets/setup_linux_guest/files/build-guest.sh)
+  ovmf swtpm swtpm-tools mmdebstrap linux-image-amd64 initramfs-tools e2fsprogs
 )
 URI=qemu:///system
 WAIT_SECONDS=${SETUP_HOST_WAIT:-30}
