@@ -75,7 +75,8 @@ def connect():
     """One cached connection, opened again when libvirtd went away (libvirtd cases)."""
     if _CONN:
         try:
-            if _CONN[0].isAlive():
+            # isAlive() still says yes for a connection to a killed libvirtd: ask it something.
+            if _CONN[0].isAlive() and _CONN[0].getLibVersion():
                 return _CONN[0]
         except libvirt.libvirtError:
             pass
