@@ -1,8 +1,8 @@
 # virtops.libvirt: development and CI entry points (GNU make).
 #
 #   make setup        host packages + libvirtd (scripts/setup-host.sh), dev venv, pip stand-in
-#   make test         setup, then sanity, lint, units, integration, molecule; stops at the first failure
-#   make sanity | lint | units | integration | molecule | demo | collection | clean
+#   make test         setup, then sanity, lint, units, integration, molecule, faults-quick; stops at the first failure
+#   make sanity | lint | units | integration | molecule | faults | faults-quick | bench | demo | clean
 #
 # ansible-test needs the collection under .../ansible_collections/virtops/libvirt/, so the
 # sanity/units/integration targets run in a copy of the working tree in $(BUILD) (see
@@ -128,7 +128,7 @@ molecule: setup collection
 	fi
 
 # Each stage is its own make run, in order; the first non-zero exit stops the whole run.
-TEST_STAGES := sanity lint units integration molecule
+TEST_STAGES := sanity lint units integration molecule faults-quick
 test:
 	$(call banner,setup)
 	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile setup collection
@@ -168,6 +168,11 @@ faults: setup collection
 	cd $(ROOT)/tests/faults && FAULT_REPS=$(FAULT_REPS) $(VENV_PY) -m pytest $(FAULTS_ARGS); \
 		rc=$$?; $(VENV_PY) $(ROOT)/tests/faults/report.py --since $$since > $(ROOT)/tests/output/faults.md; \
 		echo "report: $(ROOT)/tests/output/faults.md"; exit $$rc
+
+# The quick subset that `make test` runs (marked `quick`, one repetition).
+.PHONY: faults-quick
+faults-quick:
+	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile faults FAULT_REPS=1 FAULTS_ARGS='-m quick'
 
 # --- benchmark (bench/) ------------------------------------------------------------------------
 # The live_backup role against the limit (qemu-img convert + sync), a hand-written virsh script
