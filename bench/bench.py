@@ -289,6 +289,7 @@ class Monitor:
 
     def __init__(self):
         self.events = []
+        self.errors = []
         self.vms = []
         self.on = {}
         self.intervals = {}
@@ -315,7 +316,9 @@ class Monitor:
             for vm in vms:
                 try:
                     src, dummy = active_source(self.c.lookupByName(vm.name))
-                except (libvirt.libvirtError, ET.ParseError):
+                except Exception as exc:  # pylint: disable=broad-exception-caught
+                    # Keep polling whatever happens; say so in the results.
+                    self.errors.append('%s: %s' % (vm.name, exc))
                     continue
                 now = time.monotonic()
                 with self.lock:
@@ -350,7 +353,12 @@ class Monitor:
                     pivot.append(when - ready)
                     ready = None
         overlay = [round(v, 3) for name in sorted(intervals) for v in intervals[name]]
-        return dict(overlay_s=overlay, pivot_delay_s=[round(v, 4) for v in pivot])
+        result = dict(overlay_s=overlay, pivot_delay_s=[round(v, 4) for v in pivot])
+        with self.lock:
+            if self.errors:
+                result['monitor_errors'] = self.errors[-3:]
+                self.errors = []
+        return result
 
 
 # --- contenders -------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ def fmt(value, digits=2):
     return '-' if value is None else ('%.*f' % (digits, value))
 
 
+def sec(value, digits=2):
+    return '-' if value is None else '%.*f s' % (digits, value)
+
+
 def case_title(results, case):
     cases = results['cases']
     if case == 'single':
@@ -107,10 +111,10 @@ def markdown(results):
                   '|---|---|---|---|---|']
         for case in sorted({e['case'] for e in commit}, key=lambda c: float(c.split('-')[1].rstrip('GMgm'))):
             v, mod = by.get((case, 'virsh'), {}), by.get((case, 'module'), {})
-            lines.append('| %s | %s s | %s s | %s s | %s s / %s s |' % (
-                case_title(results, case), fmt(v.get('median')), fmt(mod.get('median')),
-                fmt(mod.get('module_median')), fmt(v.get('pivot_delay_median'), 3),
-                fmt(mod.get('pivot_delay_median'), 3)))
+            lines.append('| %s | %s | %s | %s | %s / %s |' % (
+                case_title(results, case), sec(v.get('median')), sec(mod.get('median')),
+                sec(mod.get('module_median')), sec(v.get('pivot_delay_median'), 3),
+                sec(mod.get('pivot_delay_median'), 3)))
         lines += ['']
 
     phased = [e for e in summary if e.get('phases')]
