@@ -295,11 +295,27 @@ class Monitor:
         self.intervals = {}
         self.lock = threading.Lock()
         self.stop = False
-        self.c = libvirt.open(URI)
-        self.c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, self._event, None)
+        self.c = None
+        self._connect()
         libvirt.virEventAddTimeout(100, lambda *a: None, None)
         threading.Thread(target=self._loop, daemon=True).start()
         threading.Thread(target=self._poll, daemon=True).start()
+
+    def _connect(self):
+        """(Re)open the monitor's connection: the fault suite of another session restarts
+        libvirtd, which silently ends a connection and its event registration."""
+        try:
+            if self.c is not None and self.c.isAlive():
+                return True
+        except libvirt.libvirtError:
+            pass
+        try:
+            self.c = libvirt.open(URI)
+            self.c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, self._event, None)
+            return True
+        except libvirt.libvirtError as exc:
+            self.errors.append('connect: %s' % exc)
+            return False
 
     def _loop(self):
         while not self.stop:
@@ -313,6 +329,9 @@ class Monitor:
         while not self.stop:
             with self.lock:
                 vms = list(self.vms)
+            if vms and not self._connect():
+                time.sleep(0.5)
+                continue
             for vm in vms:
                 try:
                     src, dummy = active_source(self.c.lookupByName(vm.name))
