@@ -550,8 +550,8 @@ def verify_backups(case):
             check = subprocess.run(['qemu-img', 'check', '-f', disk.get('format', 'qcow2'), str(image)],
                                    capture_output=True, text=True, timeout=120, check=False)
             if check.returncode != 0:
-                problems.append('%s: qemu-img check %s: %s' % (entry.name, image.name,
-                                                             (check.stdout + check.stderr)[-300:]))
+                output = (check.stdout + check.stderr)[-300:]
+                problems.append('%s: qemu-img check %s: %s' % (entry.name, image.name, output))
             if disk.get('target') == 'vda' and case.writer_log.exists():
                 point = vmtool('check-backup-log', image, case.writer_log, '--format',
                                disk.get('format', 'qcow2'), check=False, timeout=300)

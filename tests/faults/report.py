@@ -86,8 +86,9 @@ def main(argv=None):
     parser.add_argument('--since', help='only runs recorded at or after this UTC time (ISO 8601)')
     args = parser.parse_args(argv)
     faults = load_faults(args.faults, args.since)
+    passed = sum(r.get('outcome') == 'pass' for r in faults)
     lines = ['## Fault injection: kill points x signals', '',
-             '%d runs, %d passed (source: %s).' % (len(faults), sum(r.get('outcome') == 'pass' for r in faults),
+             '%d runs, %d passed (source: %s).' % (len(faults), passed,
                                                   os.path.relpath(args.faults, ROOT)), '']
     lines += kill_point_table(faults)
     if any(r.get('outcome') == 'fail' for r in faults):
