@@ -87,9 +87,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     faults = load_faults(args.faults, args.since)
     passed = sum(r.get('outcome') == 'pass' for r in faults)
+    source = os.path.relpath(args.faults, ROOT)
     lines = ['## Fault injection: kill points x signals', '',
-             '%d runs, %d passed (source: %s).' % (len(faults), passed,
-                                                  os.path.relpath(args.faults, ROOT)), '']
+             '%d runs, %d passed (source: %s).' % (len(faults), passed, source), '']
     lines += kill_point_table(faults)
     if any(r.get('outcome') == 'fail' for r in faults):
         lines += ['', '### Failures', ''] + failure_table(faults)
