@@ -69,6 +69,16 @@ fi
 
 mkdir -p /var/log/libvirt /var/run/libvirt
 
+# swtpm's local CA: libvirt runs swtpm_setup as `tss` once that user exists when libvirtd starts,
+# and as root before. Files a root run created (its lock file, serial, keys) then make every
+# vTPM start fail with "Need read/write rights on .../.lock.swtpm-localca for user tss".
+if getent passwd tss >/dev/null && [ -d /var/lib/swtpm-localca ]; then
+  if find /var/lib/swtpm-localca -mindepth 1 ! -user tss | grep -q .; then
+    log "giving the swtpm local CA back to tss"
+    chown -R tss /var/lib/swtpm-localca
+  fi
+fi
+
 # --- daemons ---------------------------------------------------------------------
 # running NAME: true when the pid file names a live process of that name, or pgrep finds one.
 running() {
