@@ -14,7 +14,9 @@ This is a private module_utils: its API may change without notice.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import (
     fsync_dir,
@@ -111,6 +113,32 @@ def default_tpm_dir(uuid):
     return os.path.join(SWTPM_STATE_ROOT, uuid)
 
 
+QEMU_CONF = '/etc/libvirt/qemu.conf'
+
+
+def swtpm_owner(conf=QEMU_CONF):
+    """``(uid, gid)`` that libvirt runs swtpm as: ``swtpm_user``/``swtpm_group`` of qemu.conf,
+    else ``tss`` when that user exists (libvirt's default), else root."""
+    names = dict(swtpm_user='tss', swtpm_group='tss')
+    try:
+        with open(conf) as handle:
+            for line in handle:
+                key, sep, value = line.partition('=')
+                if sep and key.strip() in names:
+                    names[key.strip()] = value.strip().strip('"\'')
+    except (IOError, OSError):
+        pass
+    try:
+        uid = pwd.getpwnam(names['swtpm_user']).pw_uid
+    except KeyError:
+        return 0, 0
+    try:
+        gid = grp.getgrnam(names['swtpm_group']).gr_gid
+    except KeyError:
+        gid = pwd.getpwnam(names['swtpm_user']).pw_gid
+    return uid, gid
+
+
 def differs(item):
     """True when the destination is missing or holds other data than the backup."""
     if not os.path.isfile(item['dest']):
@@ -139,6 +167,14 @@ def put_back(items, top_dirs):
             write_file(item['dest'], read_file(item['path']))
             if not existed:
                 new_files.append(item['dest'])
+            if item.get('kind') == 'tpm':
+                # swtpm opens its state as its own user; a root-owned copy makes QEMU's TPM
+                # fail to start ("CMD_INIT: 0x9 operation failed").
+                owner = swtpm_owner()
+                os.chown(item['dest'], *owner)
+                for directory in created:
+                    if item['dest'].startswith(directory + '/'):
+                        os.chown(directory, *owner)
     except BaseException:
         remove(new_files, created)
         raise

@@ -72,10 +72,14 @@ def test_put_back_creates_missing_tpm_directories_and_undoes_on_failure(tmp_path
     (src / 'permall').write_bytes(b'tpm')
     root = tmp_path / 'swtpm'
     root.mkdir()
-    item = dict(path=str(src / 'permall'), dest=str(root / 'u2' / 'tpm2' / 'tpm2-00.permall'))
+    item = dict(path=str(src / 'permall'), dest=str(root / 'u2' / 'tpm2' / 'tpm2-00.permall'),
+                kind='tpm')
     assert state.differs(item)
     new_files, created = state.put_back([item], [(str(root / 'u2'), str(root))])
     assert (root / 'u2' / 'tpm2' / 'tpm2-00.permall').read_bytes() == b'tpm'
+    owner = state.swtpm_owner()
+    for path in [root / 'u2', root / 'u2' / 'tpm2', root / 'u2' / 'tpm2' / 'tpm2-00.permall']:
+        assert (path.stat().st_uid, path.stat().st_gid) == owner  # what swtpm runs as
     assert created == [str(root / 'u2'), str(root / 'u2' / 'tpm2')]
     assert not state.differs(item)
     state.remove(new_files, created)
@@ -85,3 +89,11 @@ def test_put_back_creates_missing_tpm_directories_and_undoes_on_failure(tmp_path
     with pytest.raises(OSError):
         state.put_back([item, broken], [(str(root / 'u2'), str(root)), (str(root / 'u3'), str(root))])
     assert os.listdir(str(root)) == []
+
+
+def test_swtpm_owner_follows_qemu_conf(tmp_path):
+    conf = tmp_path / 'qemu.conf'
+    conf.write_text('# swtpm_user = "nobody"\nswtpm_user = "root"\nswtpm_group = "root"\n')
+    assert state.swtpm_owner(str(conf)) == (0, 0)
+    conf.write_text('swtpm_user = "no-such-user-here"\n')
+    assert state.swtpm_owner(str(conf)) == (0, 0)
