@@ -29,7 +29,8 @@ description:
     SIGKILL after 30 seconds), and reports them in RV(previous). Then nothing that run left
     running can drive a disk any more.
   - The record is changed under a short C(flock) of the file; nothing stays running to hold
-    the lock, so no process outlives a dead run, and a reboot frees every lock.
+    the lock, so no process outlives a dead run. A lock file under C(/run) is gone after a
+    reboot; elsewhere its lease runs out.
 author:
   - virtops.libvirt developers (@virtops)
 attributes:
