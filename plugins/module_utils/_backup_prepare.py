@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What a live backup does with one domain, and the directory it starts in.
+
+``decide`` is pure: from the domain's facts it says whether the domain is
+backed up, recovered first (it runs on overlays of ours) or skipped, and which
+disks are left out and why. ``start_directory`` makes
+``<dest>/<domain>/<timestamp>.partial`` with the definition and the state files,
+after removing what earlier runs left incomplete.
+
+This is a private module_utils: its API may change without notice.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import excluded_targets
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import (
+    PARTIAL,
+    write_file,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._state_files import save
+
+BACKUP = 'backup'
+RECOVER = 'recover'
+SKIP = 'skip'
+EXCLUDED = 'excluded'
+
+
+class PrepareError(Exception):
+    """The domain cannot be backed up as configured; nothing was touched."""
+
+
+def decide(domain, disks, exclude, offline):
+    """The plan for one domain from ``domain_facts``: a dict with ``action`` and the disks.
+
+    ``exclude`` is the role's list (``vdb`` or ``web01:vdb``); ``offline`` is ``copy`` or
+    ``skip``. ``disks`` are the ones to copy from their source (shut-off domain); a running
+    domain's disks are chosen by its snapshot, which gets ``exclude``.
+    """
+    targets = [disk['target'] for disk in disks]
+    excluded = [target for target in excluded_targets(exclude, domain['name']) if target in targets]
+    skipped = []
+    eligible = []
+    for disk in disks:
+        if disk['target'] in excluded:
+            skipped.append(dict(target=disk['target'], reason=EXCLUDED))
+        elif disk['skip_reason']:
+            skipped.append(dict(target=disk['target'], reason=disk['skip_reason']))
+        else:
+            eligible.append(disk)
+    plan = dict(exclude=excluded, skipped=skipped, overlays=list(domain['backup_overlays']),
+                disks=[], consistency=None)
+    if plan['overlays']:
+        plan['action'] = RECOVER
+    elif not domain['running'] and offline == 'skip':
+        plan['action'] = SKIP
+        plan['summary'] = 'shut off (live_backup_offline is skip)'
+    elif not eligible:
+        raise PrepareError(
+            'no disk of %s can be backed up: %s; nothing was touched' % (
+                domain['name'], ', '.join('%s (%s)' % (item['target'], item['reason'])
+                                          for item in skipped) or 'it has no disk'))
+    else:
+        plan['action'] = BACKUP
+        if not domain['running']:
+            plan['consistency'] = 'offline'
+            plan['disks'] = [dict(target=disk['target'], source=disk['source']) for disk in eligible]
+    return plan
+
+
+def stale_partials(domain_dir):
+    """Incomplete backups of earlier runs in ``<dest>/<domain>``."""
+    try:
+        names = sorted(os.listdir(domain_dir))
+    except FileNotFoundError:
+        return []
+    return [os.path.join(domain_dir, name) for name in names
+            if name.endswith(PARTIAL) and os.path.isdir(os.path.join(domain_dir, name))
+            and not os.path.islink(os.path.join(domain_dir, name))]
+
+
+def start_directory(dest, name, xml, check_mode=False, now=None):
+    """Create ``<dest>/<name>/<UTC timestamp>.partial`` with domain.xml and the state files.
+
+    Returns ``(path, started, removed, state_files)``; ``removed`` are the incomplete backups
+    of earlier runs, deleted first (the lock guarantees no live run is building them).
+    """
+    now = time.gmtime(now)
+    domain_dir = os.path.join(dest, name)
+    path = os.path.join(domain_dir, time.strftime('%Y%m%dT%H%M%SZ', now) + PARTIAL)
+    started = time.strftime('%Y-%m-%dT%H:%M:%SZ', now)
+    removed = stale_partials(domain_dir)
+    if check_mode:
+        return path, started, removed, []
+    os.makedirs(domain_dir, mode=0o700, exist_ok=True)
+    for stale in removed:
+        shutil.rmtree(stale)
+    os.mkdir(path, 0o700)
+    write_file(os.path.join(path, 'domain.xml'), xml.encode('utf-8'))
+    return path, started, removed, save(path, xml)
