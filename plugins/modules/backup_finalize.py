@@ -18,6 +18,9 @@ description:
     final name and fsyncs the parent.
   - Then keeps the O(keep) newest complete backups of the domain and deletes older ones. Only
     directories named by a timestamp and holding a manifest count; the newest is never deleted.
+  - The manifest is given whole with O(manifest), or built from the results of the steps with
+    O(prepared), O(snapshot) and O(copies), as the M(virtops.libvirt.live_backup) role does; the
+    module then also returns the role's per-domain result as RV(record).
   - Running it again on a completed backup changes nothing (but still applies retention). When
     the completed directory exists and the C(.partial) one too (two backups with one timestamp),
     it fails and leaves both alone.
@@ -46,8 +49,30 @@ options:
       - The manifest to write. Each entry of C(disks) names its image with C(file), relative to
         the backup directory, and its C(size) in bytes on disk.
       - C(finished) is set to the current UTC time when missing.
+      - Exactly one of O(manifest) and O(prepared) is required.
     type: dict
-    required: true
+  prepared:
+    description:
+      - The result of M(virtops.libvirt.backup_prepare) that started this backup; with
+        O(snapshot) and O(copies) the module builds the manifest.
+    type: dict
+  snapshot:
+    description:
+      - The result of M(virtops.libvirt.disk_snapshot) for a running domain; omit it for a shut-off
+        one. Every disk it snapshotted must have a copy in O(copies).
+    type: dict
+  copies:
+    description:
+      - The results of M(virtops.libvirt.image_copy) (directly or through
+        M(virtops.libvirt.async_progress)), one per disk, matched to the disks by C(src).
+    type: list
+    elements: dict
+    default: []
+  notes:
+    description: Remarks added to the RV(record), such as a commit done a second time unthrottled.
+    type: list
+    elements: str
+    default: []
   keep:
     description: Complete backups kept for the domain; V(0) keeps all.
     type: int
@@ -66,6 +91,15 @@ EXAMPLES = r'''
       disks:
         - {target: vda, source: /images/web01.qcow2, format: qcow2, file: vda.qcow2, virtual_size: 10737418240, size: 1310720}
     keep: 7
+
+- name: Complete it from the results of the steps, as the live_backup role does
+  virtops.libvirt.backup_finalize:
+    path: "{{ prepared.path }}"
+    prepared: "{{ prepared }}"
+    snapshot: "{{ snapshot }}"
+    copies: "{{ copies.results }}"
+    keep: 7
+  register: finalized
 '''
 
 RETURN = r'''
@@ -84,10 +118,24 @@ kept:
   returned: success
   type: list
   elements: str
+record:
+  description:
+    - The role's per-domain result - C(domain), C(status) (V(ok)), C(summary), C(bytes) (on disk),
+      C(seconds) since the start, C(consistency), C(path), C(pruned) and C(notes).
+  returned: with O(prepared)
+  type: dict
+  sample: {domain: web01, status: ok, summary: "1 disk(s), 1.5 GiB, crash, /srv/backups/web01/20261127T010000Z",
+           bytes: 1610612736, seconds: 42, consistency: crash, path: /srv/backups/web01/20261127T010000Z,
+           pruned: [], notes: []}
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_record import (
+    RecordError,
+    manifest,
+    ok_record,
+)
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import (
     StoreError,
     finalize,
@@ -104,25 +152,41 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type='path', required=True),
-            manifest=dict(type='dict', required=True),
+            manifest=dict(type='dict'),
+            prepared=dict(type='dict'),
+            snapshot=dict(type='dict'),
+            copies=dict(type='list', elements='dict', default=[]),
+            notes=dict(type='list', elements='str', default=[]),
             keep=dict(type='int', default=0),
             **LOCK_ARGUMENT_SPEC
         ),
         required_together=LOCK_REQUIRED_TOGETHER,
+        required_one_of=[('manifest', 'prepared')],
+        mutually_exclusive=[('manifest', 'prepared'), ('manifest', 'snapshot'),
+                            ('manifest', 'copies')],
         supports_check_mode=True,
     )
-    if module.params['keep'] < 0:
+    params = module.params
+    if params['keep'] < 0:
         module.fail_json(msg='keep must be 0 (keep all) or more')
+    path = params['path'].rstrip('/')
     try:
+        the_manifest = params['manifest']
+        if params['prepared']:
+            if params['prepared'].get('path', '').rstrip('/') != path:
+                raise RecordError('path %s is not the prepared backup %s' % (
+                    path, params['prepared'].get('path')))
+            the_manifest = manifest(params['prepared'], params['snapshot'], params['copies'])
         # Only a run that still holds the lock completes a backup: a taker removes .partial dirs.
-        with Worker(module.params, 'completion of %s' % module.params['path'], renew_lease=True,
+        with Worker(params, 'completion of %s' % path, renew_lease=True,
                     check_mode=module.check_mode):
-            result = finalize(module.params['path'].rstrip('/'), module.params['manifest'],
-                              module.params['keep'], module.check_mode)
+            result = finalize(path, the_manifest, params['keep'], module.check_mode)
     except LibvirtFailure as exc:
         module.fail_json(msg=exc.msg)
-    except (StoreError, OSError) as exc:
-        module.fail_json(msg='cannot complete %s: %s' % (module.params['path'], exc))
+    except (RecordError, StoreError, OSError) as exc:
+        module.fail_json(msg='cannot complete %s: %s' % (path, exc))
+    if params['prepared']:
+        result['record'] = ok_record(the_manifest, result, params['notes'])
     module.exit_json(**result)
 
 
