@@ -61,7 +61,8 @@ class ActionModule(ActionBase):
             progress_file=dict(type='path'),
             lock=dict(type='path'),
             lock_owner=dict(type='str'),
-        ), required_together=[('lock', 'lock_owner')])
+            renew_locks=dict(type='list', elements='path'),
+        ), required_together=[('lock', 'lock_owner')], required_by=dict(renew_locks='lock_owner'))
         module_args = dict(args, interval=max(1, args['interval']),
                            async_dir=self._remote_expand_user(
                                self.get_shell_option('async_dir', default='~/.ansible_async')))

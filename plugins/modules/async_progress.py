@@ -23,6 +23,7 @@ description:
     message saying so, instead of being waited for until its async limit.
   - With O(lock), every round trip renews the run's lease on that lock (the wait is what keeps
     a live run's lock during a long copy or commit), and fails when the lock was taken over.
+    O(renew_locks) are renewed too, for the other domains whose jobs run meanwhile.
   - The wait stops when C(ansible-playbook) itself is gone, so no orphaned worker keeps
     polling a job for a dead run.
   - Returns the async task's own result, and fails when it failed. Removes the job's status file.
@@ -65,6 +66,14 @@ options:
         task.
       - Without it no progress is shown and a killed job is only noticed through its result.
     type: path
+  renew_locks:
+    description:
+      - Other locks of the same run (O(lock_owner)) to renew at every round trip, such as the
+        locks of domains whose copies run while this job is waited for.
+      - A lock among them that this run lost is left alone here; the wait for that domain's own
+        job fails on it.
+    type: list
+    elements: path
   async_dir:
     description:
       - The directory of the async jobs' status files on the host.
@@ -106,6 +115,7 @@ ansible_job_id:
   type: str
 """
 
+import contextlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -127,11 +137,13 @@ def main():
         label=dict(type='str', default='job'),
         interval=dict(type='int', default=10),
         progress_file=dict(type='path'),
+        renew_locks=dict(type='list', elements='path'),
         # filled in by the action plugin, as async_status gets it
         async_dir=dict(type='path', default='~/.ansible_async'),
     )
     spec.update(LOCK_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, required_together=LOCK_REQUIRED_TOGETHER,
+                           required_by=dict(renew_locks='lock_owner'),
                            supports_check_mode=True)
     params = module.params
     jid = params['jid']
@@ -143,6 +155,9 @@ def main():
             module.fail_json(msg=lost_message(params['lock'], exc.holder), ansible_job_id=jid)
         except OSError as exc:
             module.fail_json(msg='cannot renew the lock %s: %s' % (params['lock'], exc))
+    for other in [] if module.check_mode else (params['renew_locks'] or []):
+        with contextlib.suppress(LockLost, OSError):
+            renew(other, params['lock_owner'])
     if not os.path.exists(job_file):
         module.fail_json(msg='async job %s not found: no %s' % (jid, job_file), ansible_job_id=jid)
     result, progress, dead = poll(job_file, params['progress_file'],
