@@ -24,6 +24,7 @@ MINIMUMS = dict(
     lease=(10, 'seconds'),
     progress_interval=(1, 'seconds'),
     copy_timeout=(1, 'seconds'),
+    parallel=(1, 'domains backed up at the same time'),
 )
 
 

@@ -77,6 +77,10 @@ options:
     description: Seconds between progress lines; 1 or more.
     type: int
     default: 10
+  parallel:
+    description: Domains backed up at the same time; 1 or more.
+    type: int
+    default: 2
   lock_dir:
     description: Directory of the per-domain locks; absolute.
     type: str
@@ -140,6 +144,7 @@ def main():
         keep=dict(type='int', default=7),
         lease=dict(type='int', default=120),
         progress_interval=dict(type='int', default=10),
+        parallel=dict(type='int', default=2),
         lock_dir=dict(type='str', default='/run/lock/virtops-libvirt'),
         block_overlay_dir=dict(type='str', default='/var/lib/libvirt/images'),
     )

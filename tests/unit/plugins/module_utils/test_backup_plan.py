@@ -15,7 +15,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan impor
 )
 
 GOOD = dict(domains='all', dest='/srv/backups', exclude_disks=[], bandwidth=0, copy_bandwidth=0,
-            timeout=3600, copy_timeout=86400, keep=7, lease=120, progress_interval=10,
+            timeout=3600, copy_timeout=86400, keep=7, lease=120, progress_interval=10, parallel=2,
             lock_dir='/run/lock/virtops-libvirt', block_overlay_dir='/var/lib/libvirt/images')
 
 XML = """<domain><name>web01</name><devices>
@@ -37,6 +37,7 @@ def test_good_settings_pass():
     (dict(lease=5), 'live_backup_lock_lease must be 10 or more'),
     (dict(progress_interval=0), 'live_backup_progress_interval must be 1 or more'),
     (dict(copy_timeout=0), 'live_backup_copy_timeout must be 1 or more'),
+    (dict(parallel=0), 'live_backup_parallel must be 1 or more'),
     (dict(lease=15), 'at most half of live_backup_lock_lease'),
     (dict(dest='backups'), 'live_backup_dest must be an absolute path'),
     (dict(lock_dir='locks'), 'live_backup_lock_dir must be an absolute path'),
