@@ -23,6 +23,7 @@ import re
 import selectors
 import signal
 import subprocess
+import threading
 import time
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import write_progress
@@ -224,6 +225,33 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
+class BackgroundSha256(object):
+    """The sha256 of a file, computed in a thread while the caller does other work.
+
+    hashlib releases the GIL on large updates, so the hash of the copy runs on one core
+    while ``qemu-img compare`` reads the same, freshly written and cached, data on another.
+    """
+
+    def __init__(self, path):
+        self._digest = None
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(path,))
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self, path):
+        try:
+            self._digest = sha256_file(path)
+        except OSError as exc:
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest
+
+
 def _unlink(path):
     try:
         os.unlink(path)
@@ -332,11 +360,13 @@ class ImageCopy(object):
             if rc != 0:
                 raise LibvirtFailure('qemu-img convert of %s failed (rc=%d): %s' % (src, rc, stderr),
                                      rc=rc, cmd=argv)
+            # The copy is not written again: its hash, the comparison and the fsync overlap.
+            hashing = BackgroundSha256(partial) if p['checksum'] else None
             if p['verify']:
                 self.verify(src, src_format, partial)
             os.fchmod(fd, self.mode)
             os.fsync(fd)
-            sha256 = sha256_file(partial) if p['checksum'] else None
+            sha256 = hashing.result() if hashing else None
             stat = os.fstat(fd)
             os.rename(partial, dest)
             fsync_dir(os.path.dirname(dest))

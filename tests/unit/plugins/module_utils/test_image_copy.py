@@ -16,6 +16,7 @@ import pytest
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _image_copy
 from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import (
+    BackgroundSha256,
     ImageCopy,
     ProgressParser,
     compare_args,
@@ -246,3 +247,11 @@ def test_concurrent_run_is_refused(fake_qemu, tmp_path):
 def test_convert_argv_without_force_share_takes_the_image_lock():
     argv = convert_argv(QI, '/s', 'qcow2', '/d', 'qcow2', force_share=False)
     assert '-U' not in argv and argv[:2] == [QI, 'convert']
+
+
+def test_background_sha256_matches_and_reports_errors(tmp_path):
+    data = tmp_path / 'copy.qcow2'
+    data.write_bytes(b'x' * (3 << 20))
+    assert BackgroundSha256(str(data)).result() == hashlib.sha256(b'x' * (3 << 20)).hexdigest()
+    with pytest.raises(OSError):
+        BackgroundSha256(str(tmp_path / 'missing')).result()
