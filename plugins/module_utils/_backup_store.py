@@ -17,6 +17,8 @@ import re
 import shutil
 import time
 
+from ansible_collections.virtops.libvirt.plugins.module_utils import _retention as retention
+
 PARTIAL = '.partial'
 MANIFEST = 'manifest.json'
 TIMESTAMP = re.compile(r'^\d{8}T\d{6}Z$')
@@ -74,10 +76,9 @@ def complete_backups(domain_dir):
 
 
 def to_prune(backups, keep):
-    """The backups beyond the ``keep`` newest; 0 keeps all; the newest is never pruned."""
-    if keep <= 0:
-        return []
-    return list(backups[:-keep]) if len(backups) > keep else []
+    """The backups a retention removes: ``keep`` is a count of newest backups (0 keeps all)
+    or a policy of _retention; the newest is never pruned."""
+    return retention.to_prune(backups, keep if isinstance(keep, dict) else retention.policy(last=keep))
 
 
 def finalize(partial_dir, manifest, keep, check_mode=False):

@@ -16,8 +16,11 @@ description:
   - Checks that every image the manifest names is in the directory with the recorded size, writes
     C(manifest.json) (mode 0600) through a temporary name with fsync, renames the directory to its
     final name and fsyncs the parent.
-  - Then keeps the O(keep) newest complete backups of the domain and deletes older ones. Only
-    directories named by a timestamp and holding a manifest count; the newest is never deleted.
+  - Then applies retention to the domain's complete backups - the O(keep) newest, and with
+    O(keep_daily), O(keep_weekly) and O(keep_monthly) the newest backup of each of that many
+    days, ISO weeks and months (UTC), as Proxmox's C(prune-backups) does - and deletes the others.
+    Only directories named by a timestamp and holding a manifest count; the newest is never
+    deleted; with every C(keep*) option V(0) all are kept.
   - The manifest is given whole with O(manifest), or built from the results of the steps with
     O(prepared), O(snapshot) and O(copies), as the M(virtops.libvirt.live_backup) role does; the
     module then also returns the role's per-domain result as RV(record).
@@ -74,9 +77,28 @@ options:
     elements: str
     default: []
   keep:
-    description: Complete backups kept for the domain; V(0) keeps all.
+    description:
+      - The newest complete backups kept for the domain (keep-last).
+      - With every C(keep*) option V(0), all backups are kept.
     type: int
     default: 0
+  keep_daily:
+    description:
+      - Also keep the newest backup of each of the last this many days that have a backup and
+        are not already covered by a kept one (UTC days).
+    type: int
+    default: 0
+    version_added: 0.2.0
+  keep_weekly:
+    description: The same for ISO weeks, after O(keep_daily).
+    type: int
+    default: 0
+    version_added: 0.2.0
+  keep_monthly:
+    description: The same for months, after O(keep_weekly).
+    type: int
+    default: 0
+    version_added: 0.2.0
 '''
 
 EXAMPLES = r'''
@@ -98,7 +120,10 @@ EXAMPLES = r'''
     prepared: "{{ prepared }}"
     snapshot: "{{ snapshot }}"
     copies: "{{ copies.results }}"
-    keep: 7
+    keep: 3
+    keep_daily: 7
+    keep_weekly: 4
+    keep_monthly: 6
   register: finalized
 '''
 
@@ -141,11 +166,14 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store impo
     finalize,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
+from ansible_collections.virtops.libvirt.plugins.module_utils._retention import policy
 from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
     LOCK_ARGUMENT_SPEC,
     LOCK_REQUIRED_TOGETHER,
     Worker,
 )
+
+RETENTION_OPTIONS = ('keep', 'keep_daily', 'keep_weekly', 'keep_monthly')
 
 
 def main():
@@ -158,6 +186,9 @@ def main():
             copies=dict(type='list', elements='dict', default=[]),
             notes=dict(type='list', elements='str', default=[]),
             keep=dict(type='int', default=0),
+            keep_daily=dict(type='int', default=0),
+            keep_weekly=dict(type='int', default=0),
+            keep_monthly=dict(type='int', default=0),
             **LOCK_ARGUMENT_SPEC
         ),
         required_together=LOCK_REQUIRED_TOGETHER,
@@ -167,8 +198,11 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if params['keep'] < 0:
-        module.fail_json(msg='keep must be 0 (keep all) or more')
+    negative = [name for name in RETENTION_OPTIONS if params[name] < 0]
+    if negative:
+        module.fail_json(msg='%s must be 0 or more' % ', '.join(negative))
+    retention = policy(last=params['keep'], daily=params['keep_daily'],
+                       weekly=params['keep_weekly'], monthly=params['keep_monthly'])
     path = params['path'].rstrip('/')
     try:
         the_manifest = params['manifest']
@@ -180,7 +214,7 @@ def main():
         # Only a run that still holds the lock completes a backup: a taker removes .partial dirs.
         with Worker(params, 'completion of %s' % path, renew_lease=True,
                     check_mode=module.check_mode):
-            result = finalize(path, the_manifest, params['keep'], module.check_mode)
+            result = finalize(path, the_manifest, retention, module.check_mode)
     except LibvirtFailure as exc:
         module.fail_json(msg=exc.msg)
     except (RecordError, StoreError, OSError) as exc:
