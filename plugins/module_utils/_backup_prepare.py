@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import excluded_targets
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_record import size_text
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import (
     PARTIAL,
+    complete_backups,
+    to_prune,
     write_file,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._lock import holder_state, read_record
 from ansible_collections.virtops.libvirt.plugins.module_utils._state_files import save
 
 BACKUP = 'backup'
@@ -105,3 +110,69 @@ def start_directory(dest, name, xml, check_mode=False, now=None):
     os.mkdir(path, 0o700)
     write_file(os.path.join(path, 'domain.xml'), xml.encode('utf-8'))
     return path, started, removed, save(path, xml)
+
+
+# --- the preview (check mode) ----------------------------------------------------------------
+
+def allocated(path):
+    """Bytes an image holds: allocated blocks of a file, the size of a block device."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISBLK(info.st_mode):
+            with open(path, 'rb') as device:
+                return device.seek(0, os.SEEK_END)
+        return info.st_blocks * 512
+    except OSError:
+        return 0
+
+
+def free_space(path):
+    """Bytes available to us where ``path`` is, or would be created."""
+    while path and not os.path.isdir(path):
+        path = os.path.dirname(path.rstrip('/')) or '/'
+    try:
+        info = os.statvfs(path or '/')
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+def lock_state(path):
+    """``{state, owner, since}`` of a per-domain lock: free, expired, dead or held."""
+    record = read_record(path) if path else {}
+    return dict(state=holder_state(record), owner=record.get('owner'), since=record.get('since'))
+
+
+def preview(plan, disks, dest, retention, lock_path, now=None):
+    """What a backup run would do with the domain, for check mode: a dict and a summary line."""
+    name = plan['domain']['name']
+    left_out = [item['target'] for item in plan['skipped']]
+    copied = [disk for disk in disks if disk['target'] not in left_out]
+    entries = [dict(target=disk['target'], chain=[image['path'] for image in disk['chain']],
+                    bytes=sum(allocated(image['path']) for image in disk['chain'] if image['path']))
+               for disk in copied]
+    total = sum(entry['bytes'] for entry in entries)
+    domain_dir = os.path.join(dest, name)
+    new = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))
+    prune = [os.path.join(domain_dir, backup) for backup in
+             to_prune(sorted(complete_backups(domain_dir) + [new]), retention)]
+    result = dict(disks=entries, bytes=total, dest_free=free_space(domain_dir),
+                  lock=lock_state(lock_path), prune=prune,
+                  partials=[os.path.basename(path) for path in stale_partials(domain_dir)])
+    parts = []
+    if plan['action'] == RECOVER:
+        parts.append('runs on overlays of ours (%s): would commit them back first'
+                     % ', '.join(plan['overlays']))
+    parts.append('would back up %s: about %s into %s (%s free)' % (
+        ', '.join('%s (%s)' % (entry['target'], ' <- '.join(entry['chain'])) for entry in entries),
+        size_text(total), domain_dir,
+        size_text(result['dest_free']) if result['dest_free'] is not None else 'unknown'))
+    if plan['skipped']:
+        parts.append('skip %s' % ', '.join(
+            '%s (%s)' % (item['target'], item['reason']) for item in plan['skipped']))
+    lock = result['lock']
+    parts.append('lock %s%s' % (lock['state'], ' (%s)' % lock['owner'] if lock['owner'] else ''))
+    if result['partials']:
+        parts.append('would remove %d incomplete backup(s)' % len(result['partials']))
+    parts.append('would prune %s' % (', '.join(os.path.basename(p) for p in prune) or 'nothing'))
+    return result, '; '.join(parts)

@@ -31,7 +31,9 @@ extends_documentation_fragment:
   - virtops.libvirt.lock
 attributes:
   check_mode:
-    description: Reads the domain and returns the decision and the path it would create.
+    description:
+      - Changes nothing. Returns the decision, and for a domain that would be backed up (or
+        recovered first) a RV(preview) of the run and a one-line RV(summary).
     support: full
   diff_mode:
     description: No diff.
@@ -65,6 +67,22 @@ options:
     description: The suffix of backup overlays, as given to M(virtops.libvirt.disk_snapshot).
     type: str
     default: virtops-backup
+  keep:
+    description: The retention of M(virtops.libvirt.backup_finalize), for the check-mode preview.
+    type: int
+    default: 0
+  keep_daily:
+    description: The retention of M(virtops.libvirt.backup_finalize), for the check-mode preview.
+    type: int
+    default: 0
+  keep_weekly:
+    description: The retention of M(virtops.libvirt.backup_finalize), for the check-mode preview.
+    type: int
+    default: 0
+  keep_monthly:
+    description: The retention of M(virtops.libvirt.backup_finalize), for the check-mode preview.
+    type: int
+    default: 0
 seealso:
   - module: virtops.libvirt.disk_snapshot
   - module: virtops.libvirt.backup_finalize
@@ -141,19 +159,34 @@ state_files:
   type: list
   elements: dict
 summary:
-  description: Why the domain is skipped.
-  returned: action is skip
+  description: Why the domain is skipped; in check mode, what a backup run would do.
+  returned: action is skip, or check mode
   type: str
+  sample: >-
+    would back up vda (/images/web01.qcow2): about 1.2 GiB into /srv/backups/web01 (51.3 GiB free);
+    skip sdb (device cdrom); lock free; would prune 20261120T010000Z
+preview:
+  description:
+    - In check mode, what a run would do - C(disks) (each with C(target), C(chain) from the
+      active image down and C(bytes) allocated in it, an upper bound of its copy), C(bytes) in
+      all, C(dest_free) (bytes free where the backup would go), C(lock) (C(state) V(free),
+      V(expired), V(dead) or V(held), and its C(owner)), C(partials) (incomplete backups that would
+      be removed) and C(prune) (backups the retention would remove after a successful run).
+  returned: check mode, action is backup or recover
+  type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_prepare import (
     BACKUP,
+    SKIP,
     PrepareError,
     decide,
+    preview,
     start_directory,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._retention import policy
 from ansible_collections.virtops.libvirt.plugins.module_utils._disk_info import domain_facts
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGUMENT_SPEC,
@@ -177,6 +210,10 @@ def main():
         exclude_disks=dict(type='list', elements='str', default=[]),
         offline=dict(type='str', choices=['copy', 'skip'], default='copy'),
         suffix=dict(type='str', default='virtops-backup'),
+        keep=dict(type='int', default=0),
+        keep_daily=dict(type='int', default=0),
+        keep_weekly=dict(type='int', default=0),
+        keep_monthly=dict(type='int', default=0),
     )
     argument_spec.update(CONNECTION_ARGUMENT_SPEC)
     argument_spec.update(LOCK_ARGUMENT_SPEC)
@@ -192,6 +229,11 @@ def main():
         plan = decide(domain, disks, params['exclude_disks'], params['offline'])
         domain.pop('backup_overlays')
         plan['domain'] = domain
+        if module.check_mode and plan['action'] != SKIP:
+            retention = policy(last=params['keep'], daily=params['keep_daily'],
+                               weekly=params['keep_weekly'], monthly=params['keep_monthly'])
+            plan['preview'], plan['summary'] = preview(plan, disks, params['dest'], retention,
+                                                       params['lock'])
         if plan['action'] != BACKUP:
             module.exit_json(changed=False, **plan)
         # Only the run holding the lock removes .partial directories: they may be a live run's.

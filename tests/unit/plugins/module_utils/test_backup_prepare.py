@@ -12,9 +12,11 @@ import pytest
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_prepare import (
     PrepareError,
     decide,
+    preview,
     stale_partials,
     start_directory,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._retention import policy
 
 XML = "<domain><name>web01</name><devices></devices></domain>"
 
@@ -89,3 +91,45 @@ def test_start_directory_in_check_mode_changes_nothing(tmp_path):
 
 def test_stale_partials_of_a_new_domain():
     assert stale_partials('/nonexistent/web01') == []
+
+
+def test_preview_says_what_a_run_would_do(tmp_path):
+    images = tmp_path / 'img'
+    images.mkdir()
+    (images / 'vda.base.qcow2').write_bytes(b'b' * 8192)
+    (images / 'vda.qcow2').write_bytes(b'a' * 4096)
+    disks = [dict(target='vda', skip_reason=None, source=str(images / 'vda.qcow2'),
+                  chain=[dict(path=str(images / 'vda.qcow2')), dict(path=str(images / 'vda.base.qcow2'))]),
+             dict(target='sda', skip_reason='device cdrom', source=None, chain=[])]
+    plan = decide(_domain(), disks, [], 'copy')
+    plan['domain'] = _domain()
+    dest = tmp_path / 'dest'
+    for name in ('20261101T000000Z', '20261102T000000Z'):
+        (dest / 'web01' / name).mkdir(parents=True)
+        (dest / 'web01' / name / 'manifest.json').write_text('{}')
+    (dest / 'web01' / '20261103T000000Z.partial').mkdir()
+    lock = tmp_path / 'web01.lock'
+    lock.write_text('{"owner": "other-run", "expires": 1, "since": "2026-11-01T00:00:00Z"}')
+    result, summary = preview(plan, disks, str(dest), policy(last=2), str(lock), now=1795219200)
+    assert result['disks'] == [dict(target='vda', bytes=12288, chain=[
+        str(images / 'vda.qcow2'), str(images / 'vda.base.qcow2')])]
+    assert result['bytes'] == 12288 and result['dest_free'] > 0
+    assert result['lock'] == dict(state='expired', owner='other-run', since='2026-11-01T00:00:00Z')
+    assert result['partials'] == ['20261103T000000Z.partial']
+    assert result['prune'] == [str(dest / 'web01' / '20261101T000000Z')]
+    assert summary.startswith('would back up vda (%s <- %s): about 12.0 KiB into %s (' % (
+        images / 'vda.qcow2', images / 'vda.base.qcow2', dest / 'web01'))
+    assert summary.endswith('free); skip sda (device cdrom); lock expired (other-run); '
+                            'would remove 1 incomplete backup(s); would prune 20261101T000000Z')
+
+
+def test_preview_of_a_domain_on_overlays_of_ours(tmp_path):
+    disks = [dict(target='vda', skip_reason=None, source='/img/vda.qcow2.virtops-backup.qcow2',
+                  chain=[dict(path='/img/vda.qcow2.virtops-backup.qcow2'), dict(path='/img/vda.qcow2')])]
+    plan = decide(_domain(overlays=['vda']), disks, [], 'copy')
+    plan['domain'] = _domain()
+    result, summary = preview(plan, disks, str(tmp_path), policy(), None)
+    assert summary.startswith('runs on overlays of ours (vda): would commit them back first; '
+                              'would back up vda (/img/vda.qcow2.virtops-backup.qcow2 <- /img/vda.qcow2)')
+    assert result['lock'] == dict(state='free', owner=None, since=None)
+    assert result['bytes'] == 0  # images that do not exist count nothing
