@@ -11,7 +11,10 @@ so every setting is checked first, against the domains it will apply to.
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
+import xml.etree.ElementTree as ET
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._chain import parse_disks
 
@@ -20,7 +23,10 @@ MINIMUMS = dict(
     bandwidth=(0, 'MiB/s of the commit, 0 unlimited'),
     copy_bandwidth=(0, 'MiB/s of the copy, 0 unlimited'),
     timeout=(0, 'seconds to READY, 0 waits forever'),
-    keep=(0, 'backups kept per domain, 0 keeps all'),
+    keep=(0, 'newest backups kept per domain'),
+    keep_daily=(0, 'days whose newest backup is kept'),
+    keep_weekly=(0, 'weeks whose newest backup is kept'),
+    keep_monthly=(0, 'months whose newest backup is kept'),
     lease=(10, 'seconds'),
     progress_interval=(1, 'seconds'),
     copy_timeout=(1, 'seconds'),
@@ -50,8 +56,14 @@ def setting_errors(params):
     domains = params['domains']
     if not (domains == 'all' or (isinstance(domains, list) and domains
                                  and all(isinstance(d, str) and d for d in domains))):
-        errors.append('live_backup_domains must be all, or a non-empty list of domain names or '
-                      'UUIDs, got %r' % (domains,))
+        errors.append('live_backup_domains must be all, or a non-empty list of domain names, '
+                      'UUIDs or patterns, got %r' % (domains,))
+    if not all(isinstance(d, str) and d for d in params['exclude_domains']):
+        errors.append('live_backup_exclude_domains must be a list of domain names, UUIDs or '
+                      'patterns, got %r' % (params['exclude_domains'],))
+    if params['tag'] and not re.match(r'^[\w.-]+$', params['tag']):
+        errors.append('live_backup_tag must be one word (letters, digits, _ . -), got %r'
+                      % params['tag'])
     for spec in params['exclude_disks']:
         if not spec or spec.count(':') > 1 or spec.endswith(':') or spec.startswith(':'):
             errors.append('live_backup_exclude_disks entries are TARGET or DOMAIN:TARGET, got %r'
@@ -99,3 +111,72 @@ def unmatched_any_domain_excludes(exclude, all_targets):
     """Warnings for ``vdb``-style entries that match no disk of any selected domain."""
     return ['live_backup_exclude_disks names %s, but no selected domain has that disk' % spec
             for spec in exclude if ':' not in spec and spec not in all_targets]
+
+
+# --- which domains -------------------------------------------------------------------------
+
+# The namespace of the <metadata> element that tags a domain for backup:
+#   <metadata><virtops:backup xmlns:virtops="https://github.com/virtops/libvirt" tags="nightly"/>
+METADATA_NS = 'https://github.com/virtops/libvirt'
+_GLOB = re.compile(r'[*?[]')
+
+
+def is_pattern(spec):
+    return bool(_GLOB.search(spec))
+
+
+def domain_tags(xml):
+    """The backup tags of a definition: the metadata element's ``tags`` and #hashtags of the
+    title and description."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return set()
+    tags = set()
+    for element in root.findall('metadata/{%s}backup' % METADATA_NS):
+        tags.update((element.get('tags') or '').replace(',', ' ').split())
+    for field in ('title', 'description'):
+        tags.update(re.findall(r'(?:^|\s)#([\w.-]+)', root.findtext(field) or ''))
+    return tags
+
+
+def _matches(spec, name, uuid):
+    return fnmatch.fnmatchcase(name, spec) if is_pattern(spec) else spec in (name, uuid)
+
+
+def select_domains(wanted, exclude, tag, available):
+    """``(selected, warnings)`` from the role's settings.
+
+    ``available`` is ``[(name, uuid, xml)]`` of the defined domains, sorted by name; ``wanted``
+    is ``all`` or names, UUIDs and glob patterns. ``selected`` is ``[(label, name or None)]`` in
+    the order asked (a pattern by name where it stands); a named domain that does not exist is
+    kept with ``None`` so the role fails it alone. ``exclude`` (names, UUIDs, patterns) and
+    ``tag`` (only domains carrying it) then narrow the selection.
+    """
+    warnings = []
+    chosen = []
+    for spec in (['*'] if wanted == 'all' else wanted):
+        found = [name for name, uuid, dummy in available if _matches(spec, name, uuid)]
+        if not found and not is_pattern(spec):
+            chosen.append((spec, None))
+        elif not found:
+            warnings.append('live_backup_domains pattern %s matches no domain' % spec)
+        for name in found:
+            chosen.append((spec if not is_pattern(spec) else name, name))
+    tags = dict((name, domain_tags(xml)) for name, dummy, xml in available)
+    uuids = dict((name, uuid) for name, uuid, dummy in available)
+    selected, seen = [], set()
+    for label, name in chosen:
+        if name is not None and (name in seen or any(
+                _matches(spec, name, uuids[name]) for spec in exclude)):
+            continue
+        if name is not None and tag and tag not in tags[name]:
+            continue
+        seen.add(name)
+        selected.append((label, name))
+    for spec in exclude:
+        if not any(_matches(spec, name, uuid) for name, uuid, dummy in available):
+            warnings.append('live_backup_exclude_domains names %s, which matches no domain' % spec)
+    if tag and not any(tag in found for found in tags.values()):
+        warnings.append('no domain carries the backup tag %s (live_backup_tag)' % tag)
+    return selected, warnings

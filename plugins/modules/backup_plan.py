@@ -18,8 +18,14 @@ description:
   - Checks ranges (bandwidths, timeouts, lease, keep), that paths are absolute, that O(dest) is
     not inside the image directory of a disk to back up, and the form of O(exclude_disks).
     Entries of O(exclude_disks) that match no disk are reported as warnings.
-  - Returns the domains to back up, O(domains) or all defined domains for V(all). A named domain
-    that does not exist is listed too (the role fails that domain alone).
+  - Returns the domains to back up - O(domains) (names, UUIDs, glob patterns such as V(web*), or
+    V(all)), without O(exclude_domains), and with O(tag) only the domains that carry that tag in
+    libvirt - in the order asked. A named domain that does not exist is listed too (the role
+    fails that domain alone); a pattern, exclusion or tag that matches nothing is a warning.
+  - A domain carries a tag through a C(<metadata>) element in the namespace
+    C(https://github.com/virtops/libvirt), C(<virtops:backup tags="nightly weekly"/>) (set it with
+    C(virsh metadata DOMAIN --uri https://github.com/virtops/libvirt --key virtops --set
+    '<backup tags="nightly"/>')), or through a C(#nightly) hashtag in its title or description.
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
@@ -37,9 +43,21 @@ attributes:
     platforms: posix
 options:
   domains:
-    description: Names or UUIDs of domains, or V(all).
+    description: Names, UUIDs or glob patterns (V(web*)) of domains, or V(all).
     type: raw
     default: all
+  exclude_domains:
+    description: Names, UUIDs or glob patterns of domains never backed up.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
+  tag:
+    description:
+      - Only the domains carrying this backup tag (see the description); empty for no tag rule.
+    type: str
+    default: ''
+    version_added: 0.2.0
   dest:
     description: The backup destination.
     type: str
@@ -69,6 +87,21 @@ options:
     description: Backups kept per domain; 0 or more.
     type: int
     default: 7
+  keep_daily:
+    description: Days whose newest backup is kept; 0 or more.
+    type: int
+    default: 0
+    version_added: 0.2.0
+  keep_weekly:
+    description: ISO weeks whose newest backup is kept; 0 or more.
+    type: int
+    default: 0
+    version_added: 0.2.0
+  keep_monthly:
+    description: Months whose newest backup is kept; 0 or more.
+    type: int
+    default: 0
+    version_added: 0.2.0
   lease:
     description: Lock lease in seconds; 10 or more, and at least twice O(progress_interval).
     type: int
@@ -118,6 +151,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import (
     domain_problems,
+    select_domains,
     setting_errors,
     unmatched_any_domain_excludes,
 )
@@ -132,9 +166,16 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
 )
 
 
+def _definition(dom, name):
+    return run_libvirt(lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
+                       'cannot read the definition of %s' % name)
+
+
 def main():
     spec = dict(
         domains=dict(type='raw', default='all'),
+        exclude_domains=dict(type='list', elements='str', default=[]),
+        tag=dict(type='str', default=''),
         dest=dict(type='str', required=True),
         exclude_disks=dict(type='list', elements='str', default=[]),
         bandwidth=dict(type='int', default=0),
@@ -142,6 +183,9 @@ def main():
         timeout=dict(type='int', default=3600),
         copy_timeout=dict(type='int', default=86400),
         keep=dict(type='int', default=7),
+        keep_daily=dict(type='int', default=0),
+        keep_weekly=dict(type='int', default=0),
+        keep_monthly=dict(type='int', default=0),
         lease=dict(type='int', default=120),
         progress_interval=dict(type='int', default=10),
         parallel=dict(type='int', default=2),
@@ -162,23 +206,21 @@ def main():
     try:
         with LibvirtClient(params['uri']) as client:
             conn = client.conn
-            if params['domains'] == 'all':
-                found = run_libvirt(lambda: conn.listAllDomains(0), 'cannot list domains')
-                domains = sorted(((dom.name(), dom) for dom in found), key=lambda pair: pair[0])
-            else:
-                domains = []
-                for name in params['domains']:
-                    try:
-                        domains.append((name, client.domain(name)))
-                    except LibvirtFailure:
-                        domains.append((name, None))  # the role fails this domain alone
-            selected = [dict(name=name, uuid=dom.UUIDString() if dom else None)
-                        for name, dom in domains]
+            found = run_libvirt(lambda: conn.listAllDomains(0), 'cannot list domains')
+            by_name = dict((dom.name(), dom) for dom in found)
+            available = [(name, dom.UUIDString(), _definition(dom, name))
+                         for name, dom in sorted(by_name.items())]
+            chosen, warned = select_domains(params['domains'], params['exclude_domains'],
+                                            params['tag'], available)
+            warnings.extend(warned)
+            domains = [(label, by_name[name] if name else None) for label, name in chosen]
+            selected = [dict(name=label, uuid=dom.UUIDString() if dom else None)
+                        for label, dom in domains]
+            definitions = dict((name, xml) for name, dummy, xml in available)
             for name, dom in domains:
                 if dom is None:
                     continue
-                xml = run_libvirt(lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
-                                  'cannot read the definition of %s' % name)
+                xml = definitions[dom.name()]
                 targets.update(disk.target for disk in parse_disks(xml))
                 bad, warned = domain_problems(dom.name(), xml, params['dest'],
                                               params['exclude_disks'])

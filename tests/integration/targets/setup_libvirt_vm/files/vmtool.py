@@ -481,6 +481,21 @@ def cmd_start(args):
     print(json.dumps(dict(started=True)))
 
 
+def cmd_tag(args):
+    """Tag a domain for backup as an operator does: the virtops metadata element, persistent."""
+    dom = conn().lookupByName(args.name)
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    if dom.isActive():
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    if args.tags:
+        dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, '<backup tags="%s"/>' % ' '.join(args.tags),
+                        'virtops', 'https://github.com/virtops/libvirt', flags)
+    else:
+        dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, None, None,
+                        'https://github.com/virtops/libvirt', flags)
+    print(json.dumps(dict(tags=args.tags)))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest='command', required=True)
@@ -584,6 +599,10 @@ def main():
     p = sub.add_parser('quit')
     p.add_argument('name')
     p.set_defaults(func=cmd_quit)
+    p = sub.add_parser('tag', help='set (or, without tags, remove) the backup tags of a domain')
+    p.add_argument('name')
+    p.add_argument('tags', nargs='*')
+    p.set_defaults(func=cmd_tag)
     args = parser.parse_args()
     args.func(args)
 
