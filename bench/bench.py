@@ -24,7 +24,10 @@ Contenders, alternated within each repetition, cold cache (``sync; echo 3 >
 Environment: BENCH_QUICK=1 (1 repetition, small cases), BENCH_REPS, BENCH_BUDGET (seconds
 by which further repetitions and the scale points must end, default 780, quick 230),
 BENCH_RUN_TIMEOUT (bound of one measured run, default 600, quick 300), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
-(bench/output). Only VMs named ``vt-bn-*`` are touched; they are destroyed at the end, also
+(bench/output), BENCH_FLOOR (run bench/ansible_floor.py first: what Ansible itself costs per task on
+the local and ssh connections, with and without pipelining; default 1 in full mode, 0 in quick
+mode; its results go to results.json under ``floor``, its time does not count against
+BENCH_BUDGET; FLOOR_* settings pass through). Only VMs named ``vt-bn-*`` are touched; they are destroyed at the end, also
 after a failure or a signal.
 """
 
@@ -69,6 +72,10 @@ QUICK = os.environ.get('BENCH_QUICK', '0') not in ('', '0')
 REPS = int(os.environ.get('BENCH_REPS', '1' if QUICK else '3'))
 BUDGET = float(os.environ.get('BENCH_BUDGET', '230' if QUICK else '780'))
 RUN_TIMEOUT = float(os.environ.get('BENCH_RUN_TIMEOUT', '300' if QUICK else '600'))
+# bench/ansible_floor.py (what Ansible itself costs per task), before the VMs: full mode, or BENCH_FLOOR=1.
+FLOOR = os.environ.get('BENCH_FLOOR', '0' if QUICK else '1') not in ('', '0')
+FLOOR_TIMEOUT = float(os.environ.get('FLOOR_BUDGET', '170')) + 1200  # its first repetition always runs
+FLOOR_S = 0.0  # time it took; BENCH_BUDGET counts the VM cases only
 
 if QUICK:
     SINGLE = dict(disk='2G', data_mib=512)
@@ -601,7 +608,39 @@ def rotate(items, rep):
 
 
 def fits(estimate):
-    return time.monotonic() - T0 + estimate < BUDGET
+    return time.monotonic() - T0 - FLOOR_S + estimate < BUDGET
+
+
+def floor():
+    """bench/ansible_floor.py against the private collection copy; its floor.json under RESULTS['floor'].
+
+    Its output (progress, table) goes straight to ours. Returns False when it failed."""
+    global FLOOR_S
+    start = time.monotonic()
+    path = OUT / 'floor.json'
+    path.unlink(missing_ok=True)
+    env = dict(os.environ, BENCH_COLLECTIONS=str(COLLECTIONS), BENCH_WORKDIR=str(WORK), BENCH_OUTPUT=str(OUT))
+    log('ansible_floor.py: what Ansible itself costs per task (local, ssh; pipelining)')
+    proc = subprocess.Popen([PY, BENCH / 'ansible_floor.py'], stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    CHILDREN.add(proc)
+    try:
+        rc = proc.wait(timeout=FLOOR_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        stop_group(proc)
+        rc = 'timeout after %ds' % FLOOR_TIMEOUT
+    finally:
+        CHILDREN.discard(proc)
+        FLOOR_S = time.monotonic() - start
+    try:
+        RESULTS['floor'] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        RESULTS['floor'] = dict(error='no %s' % path)
+    if rc != 0:
+        RESULTS['floor'].setdefault('error', 'ansible_floor.py rc=%s' % rc)
+        RESULTS['notes'].append('ansible_floor.py failed (rc=%s): %s' % (rc, RESULTS['floor']['error']))
+        return False
+    return True
 
 
 def rep_of(case, vms, rep):
@@ -787,6 +826,12 @@ def main():
         COLLECTION.mkdir(parents=True, exist_ok=True)
         run(['rsync', '-a', '--delete', '--exclude=/tests/', '--exclude=/.git/', '--exclude=/bench/',
              '%s/' % source, '%s/' % COLLECTION])
+        if FLOOR:
+            if not floor():
+                rc = 1
+        else:
+            RESULTS['notes'].append('what Ansible itself costs per task (bench/ansible_floor.py): not measured '
+                                    '(BENCH_FLOOR=0, the default in quick mode)')
         MONITOR = Monitor()
         log('creating VMs (%s mode): 1 x %d MiB in %s, %d x %d MiB in %s, commit disks %s' % (
             'quick' if QUICK else 'full', SINGLE['data_mib'], SINGLE['disk'], MULTI['count'], MULTI['data_mib'],

@@ -150,6 +150,8 @@ def markdown(results):
                 fmt(points[s].get(n)) + (' s' if n in points[s] else '') for s in sorted(points))))
         lines += ['', '![wall time against the number of VMs](performance-scaling.png)', '']
 
+    lines += floor_section(results.get('floor'))
+
     notes = list(results.get('notes', []))
     notes += ['skipped: ' + s for s in results.get('skipped', [])]
     for e in summary:
@@ -158,6 +160,84 @@ def markdown(results):
     if notes:
         lines += ['Notes:', ''] + ['- ' + n.replace('|', '\\|') for n in notes] + ['']
     return '\n'.join(lines)
+
+
+def floor_section(floor):
+    """'What Ansible itself costs per task', from bench/ansible_floor.py (results.json key `floor`)."""
+    if not floor:
+        return []
+    lines = ['#### What Ansible itself costs per task', '']
+    rows = floor.get('rows') or []
+    if not rows:
+        return lines + ['Not measured: %s' % (floor.get('error') or 'no results'), '']
+    n = floor['tasks_per_play']
+    m = floor.get('machine', {})
+    lines += [
+        '`bench/ansible_floor.py` (%s): plays against this machine, `gather_facts: false`, the dev venv\'s '
+        'Python as `ansible_python_interpreter` (no interpreter discovery); wall time of the whole '
+        '`ansible-playbook`, medians of %d repetition(s), every (connection, play) pair once per repetition '
+        'in a rotated order; load average %s at the start, %s at the end. Per task = (T(%d tasks) - '
+        'T(0 tasks)) / %d. ssh: root@127.0.0.1 with a key of its own, Ansible\'s default `ssh_args` '
+        '(`-C -o ControlMaster=auto -o ControlPersist=60s`), a fresh master per run, so the first task opens '
+        'it.' % (floor.get('ansible', 'ansible'), floor.get('reps_done', 0),
+                 ' '.join('%.2f' % v for v in m.get('loadavg_start', [])),
+                 ' '.join('%.2f' % v for v in m.get('loadavg_end', [])), n, n),
+        '',
+        '| connection | pipelining | `ansible-playbook` start-up (0 tasks) | `ansible.builtin.ping` per task '
+        '| `virtops.libvirt.domain_list` per task | first ping task (median of the others) | one ping task '
+        'on the target: processes run / files copied |',
+        '|---|---|---|---|---|---|---|']
+    for row in rows:
+        trips = row.get('round_trips_one_ping_task') or {}
+        lines.append('| %s | %s | %s | %s | %s | %s (%s) | %s |' % (
+            row['connection'], 'yes' if row['pipelining'] else 'no', sec(row.get('startup_s')),
+            sec(row.get('ping_per_task_s'), 3), sec(row.get('domain_list_per_task_s'), 3),
+            sec(row.get('ping_first_task_s'), 3), sec(row.get('ping_task_median_s'), 3),
+            '%d / %d' % (trips['exec'], trips['put']) if trips else '-'))
+    lines += ['']
+    by = {(r['connection'], r['pipelining']): r for r in rows}
+    said = []
+    for conn in ('ssh', 'local'):
+        plain, piped = by.get((conn, False), {}), by.get((conn, True), {})
+        for play in ('ping', 'domain_list'):
+            a, b = plain.get(play + '_per_task_s'), piped.get(play + '_per_task_s')
+            if a is not None and b is not None:
+                said.append('%s, %s: %s per task without, %s with pipelining (%s %s per task%s)' % (
+                    conn, play, sec(a, 3), sec(b, 3), 'saves' if a >= b else 'costs', sec(abs(a - b), 3),
+                    ', %.1fx faster' % (a / b) if b > 0 and a > b else ''))
+    if said:
+        lines += ['Pipelining: ' + '; '.join(said) + '.', '']
+    spread = [(max(v) - min(v)) / min(v) for r in rows for v in r.get('runs', {}).values() if len(v) > 1 and min(v) > 0]
+    if spread:
+        lines += ['Spread: the slowest run of a (connection, play) pair took up to %.0f %% longer than its fastest '
+                  '(median %.0f %%); differences smaller than that are noise.' % (
+                      100 * max(spread), 100 * sorted(spread)[len(spread) // 2]), '']
+    ssh = floor.get('ssh', {})
+    if not ssh.get('available'):
+        lines += ['ssh not measured: %s' % str(ssh.get('why')).replace('|', '\\|'), '']
+    lines += [
+        '- Start-up is the play with 0 tasks: it opens no connection, so it is the same for every '
+        'connection. The processes / files column is from a `-vvv` run of one ping task: without '
+        'pipelining a task makes its remote temporary directory, copies the module there, makes it '
+        'executable, runs it and removes the directory; over ssh each of these is one round trip through '
+        'the master connection (the copy is one sftp round trip). With pipelining the module goes to the '
+        'remote Python\'s stdin: one process, nothing copied.',
+        '- Settings: `pipelining = True` in the `[connection]` section of ansible.cfg (or '
+        '`ANSIBLE_PIPELINING=1`, or the host variable `ansible_pipelining: true`); it needs no `requiretty` '
+        'in sudoers when `become` goes through sudo. Keep Ansible\'s default `ssh_args` (ControlPersist), or '
+        'keep `-o ControlMaster=auto -o ControlPersist=60s` when setting your own. Set '
+        '`ansible_python_interpreter` to the hypervisor\'s Python with libvirt-python: it also saves the '
+        'interpreter discovery of the first task.',
+        '']
+    if floor.get('skipped'):
+        lines += ['Skipped: %s.' % '; '.join(floor['skipped']), '']
+    retried = floor.get('retried', [])
+    if retried:
+        lines += ['Runs that failed and were run again (%d; a failed run counts for nothing):' % len(retried), '']
+        lines += ['- ' + r.replace('|', '\\|') for r in retried] + ['']
+    if floor.get('error'):
+        lines += ['Error: %s' % floor['error'].replace('|', '\\|'), '']
+    return lines
 
 
 def scaling(results):
