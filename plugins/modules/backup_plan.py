@@ -167,8 +167,14 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
 
 
 def _definition(dom, name):
-    return run_libvirt(lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
-                       'cannot read the definition of %s' % name)
+    """The persistent definition, or None for a domain undefined since it was listed."""
+    try:
+        return run_libvirt(lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
+                           'cannot read the definition of %s' % name)
+    except LibvirtFailure as exc:
+        if exc.details.get('libvirt_code') == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
 
 
 def main():
@@ -208,8 +214,9 @@ def main():
             conn = client.conn
             found = run_libvirt(lambda: conn.listAllDomains(0), 'cannot list domains')
             by_name = dict((dom.name(), dom) for dom in found)
-            available = [(name, dom.UUIDString(), _definition(dom, name))
-                         for name, dom in sorted(by_name.items())]
+            available = [(name, dom.UUIDString(), xml) for name, dom, xml in (
+                (name, dom, _definition(dom, name)) for name, dom in sorted(by_name.items()))
+                if xml is not None]
             chosen, warned = select_domains(params['domains'], params['exclude_domains'],
                                             params['tag'], available)
             warnings.extend(warned)
