@@ -28,6 +28,7 @@ import time
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import write_progress
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import fsync_dir
+from ansible_collections.virtops.libvirt.plugins.module_utils._file_args import file_arg_errors
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import backing_file
 
@@ -40,21 +41,6 @@ _CHUNK = 1024 * 1024
 _PROGRESS_RE = re.compile(r'\((\d+(?:\.\d+)?)/100%\)')
 
 
-def parse_mode(value):
-    """An int mode (YAML ``0600`` unquoted) or an octal string (``'0600'``) -> int."""
-    if isinstance(value, bool):
-        raise ValueError('mode must be an octal string such as \'0600\', got %r' % (value,))
-    if isinstance(value, int):
-        mode = value
-    elif isinstance(value, str) and re.match(r'^0?[0-7]{3,4}$', value.strip()):
-        mode = int(value.strip(), 8)
-    else:
-        raise ValueError('mode must be an octal string such as \'0600\', got %r' % (value,))
-    if not 0 <= mode <= 0o7777:
-        raise ValueError('mode %r is out of range' % (value,))
-    return mode
-
-
 def option_errors(params):
     """Messages for option combinations that are refused (empty when all is fine)."""
     errors = []
@@ -65,11 +51,7 @@ def option_errors(params):
         errors.append('backing_chain: false needs format: qcow2 (a raw image has no backing file)')
     if (params.get('bandwidth') or 0) < 0:
         errors.append('bandwidth must be 0 (unlimited) or more MiB/s, got %s' % params['bandwidth'])
-    try:
-        parse_mode(params['mode'])
-    except ValueError as exc:
-        errors.append(str(exc))
-    return errors
+    return errors + file_arg_errors(params)
 
 
 def convert_argv(binary, src, src_format, dest, fmt, compress='none', backing=None,
@@ -279,15 +261,17 @@ def _terminated(signum, dummy_frame):
 
 
 class ImageCopy(object):
-    """One copy. ``qemu`` is a ``QemuImg`` (its ``binary`` and ``run`` are used)."""
+    """One copy. ``qemu`` is a ``QemuImg`` (its ``binary`` and ``run`` are used); ``attributes``
+    a ``FileAttributes`` that applies the module's mode, owner, group, SELinux context and chattr
+    attributes (without it the copy stays mode 0600, owned by the module's user)."""
 
-    def __init__(self, qemu, params, worker=None):
+    def __init__(self, qemu, params, worker=None, attributes=None):
         self.qemu = qemu
         self.worker = worker
+        self.attributes = attributes
         self.params = dict(params)
         self.params['src'] = os.path.abspath(params['src'])
         self.params['dest'] = os.path.abspath(params['dest'])
-        self.mode = parse_mode(params['mode'])
 
     def run(self, check_mode=False):
         p = self.params
@@ -304,7 +288,7 @@ class ImageCopy(object):
         if p['progress_file'] and not os.path.isdir(os.path.dirname(os.path.abspath(p['progress_file']))):
             raise LibvirtFailure('the directory of progress_file %s does not exist' % p['progress_file'])
         if os.path.exists(dest) and not p['force']:
-            return self.kept()
+            return self.kept(check_mode)
         if not os.path.exists(src):
             raise LibvirtFailure('source image %s does not exist' % src)
         info = self.qemu.info(src, fmt=p['src_format'])
@@ -316,7 +300,7 @@ class ImageCopy(object):
                                msg='%s %s' % (verb, describe(p, src_format)))
         return self.copy(info, src_format, virtual_size)
 
-    def kept(self):
+    def kept(self, check_mode=False):
         p = self.params
         try:
             info = self.qemu.info(p['dest'], fmt=p['format'])
@@ -329,10 +313,16 @@ class ImageCopy(object):
                 src_format = self.qemu.info(p['src'])['format']
             except (LibvirtFailure, KeyError):
                 src_format = None
-        return copy_result(False, p, src_format, info.get('virtual-size'),
-                           stat=os.stat(p['dest']),
-                           sha256=sha256_file(p['dest']) if p['checksum'] else None,
-                           msg='%s exists and was kept (force: false); nothing was copied' % p['dest'])
+        result = copy_result(False, p, src_format, info.get('virtual-size'),
+                             stat=os.stat(p['dest']),
+                             sha256=sha256_file(p['dest']) if p['checksum'] else None,
+                             msg='%s exists and was kept (force: false); nothing was copied' % p['dest'])
+        # The file arguments given are the state of the kept copy too, as for any Ansible file.
+        if self.attributes is not None and self.attributes.apply(p['dest']):
+            result['changed'] = True
+            result['msg'] += '; its mode, ownership or attributes were %s' % (
+                'not as asked and would be set' if check_mode else 'set')
+        return result
 
     def copy(self, info, src_format, virtual_size):
         p = self.params
@@ -364,11 +354,16 @@ class ImageCopy(object):
             hashing = BackgroundSha256(partial) if p['checksum'] else None
             if p['verify']:
                 self.verify(src, src_format, partial)
-            os.fchmod(fd, self.mode)
+            if self.attributes is not None:
+                # before the rename, so the copy appears with its mode and owner at once
+                self.attributes.prepare(partial, dest)
             os.fsync(fd)
             sha256 = hashing.result() if hashing else None
             stat = os.fstat(fd)
             os.rename(partial, dest)
+            if self.attributes is not None:
+                # chattr attributes after it: an immutable or append-only file cannot be renamed
+                self.attributes.apply(dest, True)
             fsync_dir(os.path.dirname(dest))
         except BaseException:
             _unlink(partial)

@@ -7,8 +7,9 @@
 
 Every image is planned first (create, keep an identical one, replace, or refuse) so a refusal
 changes nothing. Then each is converted into ``<dest>.partial`` (mode 0600, locked), compared
-with the backup image, fsynced; only when all are ready are they renamed into place. On any
-failure every partial file is removed, and so is an image directory this run created.
+with the backup image, given the module's file arguments (mode, owner, group, SELinux context),
+fsynced; only when all are ready are they renamed into place (and given their chattr attributes).
+On any failure every partial file is removed, and so is an image directory this run created.
 
 This is a private module_utils: its API may change without notice.
 """
@@ -65,10 +66,13 @@ def compare_argv(src, dest, fmt):
 
 
 class ImageRestore(object):
-    """``qemu`` is a ``QemuImg``; ``disks`` come from the backup check (``path``, ``target``)."""
+    """``qemu`` is a ``QemuImg``; ``disks`` come from the backup check (``path``, ``target``);
+    ``attributes`` a ``FileAttributes`` for the images (without it they stay mode 0600)."""
 
-    def __init__(self, qemu, disks, dests, fmt, force=False, verify=True, image_dir=None):
+    def __init__(self, qemu, disks, dests, fmt, force=False, verify=True, image_dir=None,
+                 attributes=None):
         self.qemu = qemu
+        self.attributes = attributes
         self.disks = disks
         self.dests = dests
         self.fmt = fmt
@@ -135,10 +139,16 @@ class ImageRestore(object):
                 if created_dir:
                     _rmdir(self.image_dir)
                 raise
+        # The file arguments given are the state of a kept image too, as for any Ansible file.
+        kept_changed = False
+        if self.attributes is not None:
+            for item in items:
+                if item['action'] == 'keep' and self.attributes.apply(item['dest']):
+                    kept_changed = True
         for item in items:
             if not check_mode or item['action'] == 'keep':
                 item.update(_sizes(item['dest']))
-        return dict(changed=bool(todo), images=items, created_dir=created_dir,
+        return dict(changed=bool(todo) or kept_changed, images=items, created_dir=created_dir,
                     seconds=round(time.monotonic() - started, 3),
                     bytes=sum(item.get('size') or 0 for item in items if item['action'] != 'keep'))
 
@@ -160,6 +170,10 @@ class ImageRestore(object):
                 self._convert(item, partial, fd)
             for (fd, partial), item in zip(fds, todo):
                 os.rename(partial, item['dest'])
+            if self.attributes is not None:
+                # chattr attributes after the renames: an immutable file cannot be renamed
+                for item in todo:
+                    self.attributes.apply(item['dest'], True)
             for directory in sorted(set(os.path.dirname(item['dest']) for item in todo)):
                 fsync_dir(directory)
         except BaseException:
@@ -187,6 +201,9 @@ class ImageRestore(object):
                                      % (item['target'], item['src'], (err or '').strip()), rc=rc)
             item['verified'] = True
         os.fchmod(fd, 0o600)
+        if self.attributes is not None:
+            # before any rename, so a failure leaves nothing and each image appears complete
+            self.attributes.prepare(partial, item['dest'])
         os.fsync(fd)
         item['seconds'] = round(time.monotonic() - started, 3)
 

@@ -40,6 +40,7 @@ options:
     type: path
   domain:
     description: The name of the backed-up domain, the directory below O(dest).
+    aliases: [name]
     type: str
   point:
     description: Timestamp directory name (C(20261127T010000Z)) of the backup; default the newest.
@@ -122,7 +123,7 @@ def main():
         argument_spec=dict(
             path=dict(type='path'),
             dest=dict(type='path'),
-            domain=dict(type='str'),
+            domain=dict(type='str', aliases=['name']),
             point=dict(type='str'),
             checksum=dict(type='bool', default=True),
         ),

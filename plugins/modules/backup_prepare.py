@@ -45,6 +45,7 @@ attributes:
 options:
   domain:
     description: Name or UUID of the domain.
+    aliases: [name]
     type: str
     required: true
   dest:
@@ -205,7 +206,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
 
 def main():
     argument_spec = dict(
-        domain=dict(type='str', required=True),
+        domain=dict(type='str', required=True, aliases=['name']),
         dest=dict(type='path', required=True),
         exclude_disks=dict(type='list', elements='str', default=[]),
         offline=dict(type='str', choices=['copy', 'skip'], default='copy'),

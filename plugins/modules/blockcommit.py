@@ -49,6 +49,7 @@ attributes:
 options:
   domain:
     description: Name or UUID of a running domain.
+    aliases: [name]
     type: str
     required: true
   disk:
@@ -260,7 +261,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
 
 def argument_spec():
     spec = dict(
-        domain=dict(type='str', required=True),
+        domain=dict(type='str', required=True, aliases=['name']),
         disk=dict(type='str', required=True),
         top=dict(type='str'),
         base=dict(type='str'),

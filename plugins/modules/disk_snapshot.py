@@ -51,6 +51,7 @@ attributes:
 options:
   domain:
     description: Name or UUID of a running domain.
+    aliases: [name]
     type: str
     required: true
   disks:
@@ -225,7 +226,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import (
 
 def argument_spec():
     spec = dict(
-        domain=dict(type='str', required=True),
+        domain=dict(type='str', required=True, aliases=['name']),
         disks=dict(type='list', elements='str'),
         exclude=dict(type='list', elements='str', default=[]),
         quiesce=dict(type='str', choices=list(QUIESCE_MODES), default='auto'),

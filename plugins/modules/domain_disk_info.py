@@ -35,6 +35,7 @@ attributes:
 options:
   domain:
     description: Name or UUID of the domain.
+    aliases: [name]
     type: str
     required: true
   suffix:
@@ -191,7 +192,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import Q
 
 
 def main():
-    argument_spec = dict(domain=dict(type='str', required=True),
+    argument_spec = dict(domain=dict(type='str', required=True, aliases=['name']),
                          suffix=dict(type='str', default='virtops-backup'))
     argument_spec.update(CONNECTION_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

@@ -19,17 +19,23 @@ description:
   - By default the copy is B(flattened) (see O(backing_chain)), and it is B(sparse) in either
     format. Runs of at least 4 KiB of zeroes (C(-S 4k)) and unallocated areas of the source
     are not written, so they take no disk space.
-  - The copy is written to C(<dest>.partial) with mode 0600 from the start, flushed to disk,
-    given O(mode), renamed to O(dest), and the directory is flushed. On any failure the
+  - The copy is written to C(<dest>.partial) with mode 0600 from the start, given O(mode),
+    O(owner), O(group) and the SELinux context (Ansible's common file options), flushed to disk,
+    renamed to O(dest), given O(attributes), and the directory is flushed. On any failure the
     partial file is removed and the task fails with the output of C(qemu-img). A partial file
     left by a killed run is replaced by the next run; two runs on the same O(dest) at once are
     refused (the partial file is locked).
-  - An existing O(dest) is kept unless O(force=true); the task then reports C(changed=false) and
-    the facts of the existing file, so a repeated task is a no-op.
+  - An existing O(dest) is kept unless O(force=true); the task then reports the facts of the
+    existing file and C(changed=false), so a repeated task is a no-op. The file options given
+    (O(mode), O(owner), and so on) are applied to a kept O(dest) too, as to any file Ansible
+    manages; the task reports C(changed=true) when that changed something.
+  - O(mode), O(owner) and O(group) are checked before the copy starts, so a mistake fails at
+    once, not after a long copy.
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.lock
+  - ansible.builtin.files
 attributes:
   check_mode:
     description: Copies nothing; reports what would happen, with the source's virtual size.
@@ -96,12 +102,17 @@ options:
     default: false
   mode:
     description:
-      - Permissions of the copy, as an octal string. Quote it (V('0640')), or an unquoted
-        YAML number is read as decimal.
-      - The copy is created with mode 0600 and gets this mode just before the rename.
-      - A kept O(dest) is not changed.
+      - Permissions of the copy, as an octal string (quote it, V('0640'), or an unquoted YAML
+        number may be read as decimal) or a symbolic mode (V(g+r), relative to 0600 for a new copy).
+      - The copy is created with mode 0600, whatever the C(umask), and gets this mode just
+        before the rename, so it never is more open than asked.
+      - When not given, a new copy stays 0600 (a backup is private) and a kept O(dest) keeps
+        its mode.
     type: raw
-    default: '0600'
+  unsafe_writes:
+    description:
+      - Accepted for compatibility with Ansible's common file options, and ignored. The copy is
+        always written to C(<dest>.partial) and renamed.
   force:
     description:
       - Replace an existing O(dest). The old file stays in place until the new copy is
@@ -136,6 +147,9 @@ options:
 notes:
   - Requires C(qemu-img) (package C(qemu-utils) on Debian) on the host that runs the module.
     Does not use libvirt.
+  - O(attributes) (C(chattr)) are set after the rename, because an immutable or append-only
+    file cannot be renamed. When that fails, the task fails and the complete copy stays at
+    O(dest); the next run keeps it and sets them.
   - O(dest) and C(<dest>.partial) should be on the same file system, which they are unless
     O(dest) is a symbolic link.
   - The sizes returned are V(size), the bytes the copy takes on disk, and V(apparent_size),
@@ -164,6 +178,7 @@ EXAMPLES = r'''
     src_format: raw
     dest: /backup/db01/vdb.raw
     format: raw
+    group: backup
     mode: '0640'
 
 - name: Start a long copy in the background, writing its progress
@@ -259,6 +274,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._file_args import FileAttributes
 from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import (
     COMPRESSIONS,
     FORMATS,
@@ -285,7 +301,6 @@ def main():
             backing_chain=dict(type='bool', default=True),
             checksum=dict(type='bool', default=False),
             verify=dict(type='bool', default=False),
-            mode=dict(type='raw', default='0600'),
             force=dict(type='bool', default=False),
             progress_file=dict(type='path'),
             force_share=dict(type='bool', default=True),
@@ -293,6 +308,7 @@ def main():
             **LOCK_ARGUMENT_SPEC
         ),
         required_together=LOCK_REQUIRED_TOGETHER,
+        add_file_common_args=True,
         supports_check_mode=True,
     )
     # exit_json would add the file attributes of `dest` and overwrite `size` (bytes on disk)
@@ -304,7 +320,8 @@ def main():
     try:
         with Worker(module.params, 'copy of %s' % module.params['src'],
                     check_mode=module.check_mode) as worker:
-            result = ImageCopy(QemuImg(module), module.params, worker).run(module.check_mode)
+            result = ImageCopy(QemuImg(module), module.params, worker,
+                               FileAttributes(module)).run(module.check_mode)
     except LibvirtFailure as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     except OSError as exc:

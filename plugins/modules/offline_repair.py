@@ -44,6 +44,7 @@ attributes:
 options:
   domain:
     description: Name or UUID of a shut-off domain. A running domain makes the module fail.
+    aliases: [name]
     type: str
     required: true
   suffix:
@@ -112,7 +113,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
 
 
 def main():
-    spec = dict(domain=dict(type='str', required=True),
+    spec = dict(domain=dict(type='str', required=True, aliases=['name']),
                 suffix=dict(type='str', default='virtops-backup'))
     spec.update(CONNECTION_ARGUMENT_SPEC)
     spec.update(LOCK_ARGUMENT_SPEC)

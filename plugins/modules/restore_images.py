@@ -19,11 +19,17 @@ description:
     unless O(force=true). A missing parent of O(image_dir) is refused; O(image_dir) itself is
     created (mode 0755) when missing.
   - Each image is written to C(<dest>.partial) (mode 0600, locked), compared with the backup
-    image when O(verify=true), fsynced; only when every image is ready are they renamed into
-    place and the directories fsynced. A failure removes every partial file and a directory
-    this task created, so it leaves no half-written image.
+    image when O(verify=true), given O(mode), O(owner), O(group) and the SELinux context
+    (Ansible's common file options), fsynced; only when every image is ready are they renamed
+    into place, given O(attributes), and the directories fsynced. A failure removes every
+    partial file and a directory this task created, so it leaves no half-written image.
+  - The file options apply to every image, also to one that is kept (the task then reports
+    C(changed=true) when that changed something); not to O(image_dir). They are checked before
+    anything is written.
 author:
   - virtops.libvirt developers (@virtops)
+extends_documentation_fragment:
+  - ansible.builtin.files
 attributes:
   check_mode:
     description: Plans and reports each image's action (V(create), V(keep), V(replace)); writes nothing.
@@ -63,10 +69,25 @@ options:
     description: Compare each restored image with the backup image before it is renamed into place.
     type: bool
     default: true
+  mode:
+    description:
+      - Permissions of the restored images, as an octal string (quote it, V('0640')) or a
+        symbolic mode (V(g+r), relative to 0600 for a new image).
+      - When not given, new images are mode 0600, whatever the C(umask), and kept ones keep
+        their mode.
+    type: raw
+  unsafe_writes:
+    description:
+      - Accepted for compatibility with Ansible's common file options, and ignored. Images are
+        always written to C(<dest>.partial) and renamed.
 notes:
   - Requires C(qemu-img). Does not use libvirt; make sure no running domain uses the images
     (M(virtops.libvirt.restore_domain) refuses a running domain).
-  - Images are left mode 0600 owned by root; libvirt gives them to QEMU when the domain starts.
+  - Without O(mode), O(owner) and O(group), images are mode 0600 owned by the user the module
+    runs as (root); libvirt gives them to QEMU when the domain starts (C(dynamic_ownership) in
+    C(qemu.conf)). Set them where libvirt does not, for example O(owner=libvirt-qemu).
+  - O(attributes) (C(chattr)) are set after the renames, because an immutable or append-only
+    file cannot be renamed.
 seealso:
   - module: virtops.libvirt.backup_info
   - module: virtops.libvirt.restore_domain
@@ -84,6 +105,14 @@ EXAMPLES = r'''
     disks: "{{ backup.disks }}"
     image_dir: /var/lib/libvirt/images/web01-copy
     format: raw
+
+- name: Restore them for a libvirt without dynamic_ownership, which does not chown images itself
+  virtops.libvirt.restore_images:
+    disks: "{{ backup.disks }}"
+    image_dir: /var/lib/libvirt/images/web01-copy
+    owner: libvirt-qemu
+    group: kvm
+    mode: '0660'
 '''
 
 RETURN = r'''
@@ -134,6 +163,10 @@ seconds:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._file_args import (
+    FileAttributes,
+    file_arg_errors,
+)
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg
 from ansible_collections.virtops.libvirt.plugins.module_utils._restore_images import (
@@ -155,14 +188,18 @@ def main():
             verify=dict(type='bool', default=True),
         ),
         required_if=[('in_place', False, ('image_dir',))],
+        add_file_common_args=True,
         supports_check_mode=True,
     )
     p = module.params
+    errors = file_arg_errors(p)
+    if errors:
+        module.fail_json(msg='restore refused, nothing changed: %s' % '; '.join(errors), refused=True)
     image_dir = None if p['in_place'] else p['image_dir'].rstrip('/')
     try:
         dests = destinations(p['disks'], p['format'], image_dir, p['in_place'])
         restore = ImageRestore(QemuImg(module), p['disks'], dests, p['format'], p['force'],
-                               p['verify'], image_dir)
+                               p['verify'], image_dir, FileAttributes(module))
         result = restore.run(module.check_mode)
     except RefusedError as exc:
         module.fail_json(msg='restore refused, nothing changed: %s' % exc, refused=True)

@@ -6,13 +6,17 @@ against a fake qemu-img (real copies are in the integration target)."""
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
+import pwd
 import stat
 import sys
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _image_copy
 from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import (
@@ -23,10 +27,10 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import
     convert_argv,
     copy_result,
     option_errors,
-    parse_mode,
     progress_record,
     run_convert,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._file_args import FileAttributes
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg, backing_file
 
@@ -36,21 +40,17 @@ QI = '/usr/bin/qemu-img'
 def params(**kwargs):
     base = dict(src='/img/a.qcow2', dest='/bak/a.qcow2', src_format=None, format='qcow2',
                 compress='none', backing_chain=True, checksum=False, verify=False,
-                mode='0600', force=False, progress_file=None)
+                mode=None, force=False, progress_file=None)
     base.update(kwargs)
     return base
 
 
-@pytest.mark.parametrize('value, mode', [('0600', 0o600), ('640', 0o640), (' 0755 ', 0o755),
-                                         (0o600, 0o600), ('01777', 0o1777)])
-def test_parse_mode(value, mode):
-    assert parse_mode(value) == mode
-
-
-@pytest.mark.parametrize('value', ['u=rw', '0800', '', True, -1, 0o17777, '06000000'])
-def test_parse_mode_refuses(value):
-    with pytest.raises(ValueError):
-        parse_mode(value)
+def file_attributes(check_mode=False, **file_args):
+    """FileAttributes over a real AnsibleModule with the common file arguments given."""
+    args = dict(file_args, _ansible_check_mode=check_mode)
+    with patch_module_args(args):
+        module = AnsibleModule(argument_spec={}, add_file_common_args=True, supports_check_mode=True)
+    return FileAttributes(module)
 
 
 def test_option_errors():
@@ -59,6 +59,8 @@ def test_option_errors():
     assert 'needs format: qcow2' in option_errors(params(format='raw', compress='zlib'))[0]
     assert 'backing_chain' in option_errors(params(format='raw', backing_chain=False))[0]
     assert 'mode' in option_errors(params(mode='rw'))[0]
+    assert option_errors(params(mode='u=rw,g=r')) == []
+    assert 'owner no-such-user-virtops' in option_errors(params(owner='no-such-user-virtops'))[0]
 
 
 def test_convert_argv_flattens_sparse_with_force_share():
@@ -186,7 +188,8 @@ def test_copy_writes_partial_then_renames(fake_qemu, tmp_path, monkeypatch):
     monkeypatch.setattr(_image_copy.ProgressFile, 'update', spy)
     progress = tmp_path / 'progress.json'
     result = ImageCopy(fake_qemu, params(src=str(src), dest=str(dest), checksum=True, verify=True,
-                                         mode='0640', progress_file=str(progress))).run()
+                                         mode='0640', progress_file=str(progress)),
+                       attributes=file_attributes(mode='0640')).run()
     assert result['changed'] and result['verified'] and result['virtual_size'] == 1 << 20
     assert result['sha256'] == hashlib.sha256(b'copied').hexdigest()
     assert dest.read_bytes() == b'copied' and stat.S_IMODE(dest.stat().st_mode) == 0o640
@@ -255,3 +258,95 @@ def test_background_sha256_matches_and_reports_errors(tmp_path):
     assert BackgroundSha256(str(data)).result() == hashlib.sha256(b'x' * (3 << 20)).hexdigest()
     with pytest.raises(OSError):
         BackgroundSha256(str(tmp_path / 'missing')).result()
+
+
+def nobody():
+    """A user and a group that are not root's, or a skip."""
+    if os.geteuid() != 0:
+        pytest.skip('chown needs root')
+    try:
+        return pwd.getpwuid(65534).pw_name, grp.getgrgid(65534).gr_name
+    except KeyError:
+        pytest.skip('no user and group 65534')
+
+
+def test_copy_has_mode_and_owner_before_the_rename(fake_qemu, tmp_path, monkeypatch):
+    user, group = nobody()
+    src, dest = tmp_path / 'src', tmp_path / 'dest.qcow2'
+    src.write_bytes(b'source')
+    renamed = []
+    real_rename = os.rename
+
+    def rename(old, new):
+        info = os.stat(old)
+        renamed.append((old, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid))
+        real_rename(old, new)
+    monkeypatch.setattr(_image_copy.os, 'rename', rename)
+    result = ImageCopy(fake_qemu, params(src=str(src), dest=str(dest)),
+                       attributes=file_attributes(mode='g+r', owner=user, group=group)).run()
+    uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    assert renamed == [(str(dest) + '.partial', 0o640, uid, gid)]
+    info = dest.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o640, uid, gid)
+    assert result['changed'] and result['size'] == info.st_blocks * 512
+
+
+def test_a_new_copy_without_mode_is_private(fake_qemu, tmp_path):
+    src, dest = tmp_path / 'src', tmp_path / 'dest.qcow2'
+    src.write_bytes(b'source')
+    old = os.umask(0o022)
+    try:
+        ImageCopy(fake_qemu, params(src=str(src), dest=str(dest)), attributes=file_attributes()).run()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+
+
+def test_kept_dest_gets_the_file_arguments(fake_qemu, tmp_path):
+    src, dest = tmp_path / 'src', tmp_path / 'dest.qcow2'
+    src.write_bytes(b'source')
+    dest.write_bytes(b'an earlier copy')
+    dest.chmod(0o600)
+
+    def run(check_mode=False, **file_args):
+        return ImageCopy(fake_qemu, params(src=str(src), dest=str(dest), **file_args),
+                         attributes=file_attributes(check_mode, **file_args)).run(check_mode)
+    result = run(mode='0644')
+    assert result['changed'] and 'were set' in result['msg'] and 'kept' in result['msg']
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
+    assert dest.read_bytes() == b'an earlier copy'
+    assert not run(mode='0644')['changed']
+    assert not run()['changed']  # no mode asked: a kept copy keeps its mode
+    checked = run(check_mode=True, mode='0600')
+    assert checked['changed'] and 'would be set' in checked['msg']
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
+
+
+def test_chattr_attributes_come_after_the_rename(fake_qemu, tmp_path):
+    src, dest = tmp_path / 'src', tmp_path / 'dest.qcow2'
+    src.write_bytes(b'source')
+    partial = str(dest) + '.partial'
+    calls = []
+
+    class Recorder(object):
+        def prepare(self, path, final):
+            calls.append(('prepare', path, final, os.path.exists(path), os.path.exists(final)))
+
+        def apply(self, path, changed=False):
+            calls.append(('apply', path, changed, os.path.exists(partial), os.path.exists(path)))
+            return changed
+    ImageCopy(fake_qemu, params(src=str(src), dest=str(dest)), attributes=Recorder()).run()
+    assert calls == [('prepare', partial, str(dest), True, False),
+                     ('apply', str(dest), True, False, True)]
+
+
+def test_a_failed_attribute_leaves_no_partial(fake_qemu, tmp_path):
+    src, dest = tmp_path / 'src', tmp_path / 'dest.qcow2'
+    src.write_bytes(b'source')
+
+    class Failing(object):
+        def prepare(self, path, final):
+            raise SystemExit(1)  # what fail_json does
+    with pytest.raises(SystemExit):
+        ImageCopy(fake_qemu, params(src=str(src), dest=str(dest)), attributes=Failing()).run()
+    assert sorted(os.listdir(str(tmp_path))) == ['qemu-img', 'src']

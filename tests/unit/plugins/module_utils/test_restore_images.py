@@ -4,8 +4,15 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+import stat
+import sys
 
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._file_args import FileAttributes
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 from ansible_collections.virtops.libvirt.plugins.module_utils._restore_images import (
     ImageRestore,
@@ -125,3 +132,89 @@ def test_check_mode_writes_nothing(tmp_path):
     result = restore.run(check_mode=True)
     assert result['changed'] is True and result['created_dir'] is False
     assert not (tmp_path / 'restore').exists()
+
+
+FAKE_CONVERT = r'''#!%s
+import sys
+with open(sys.argv[-1], 'wb') as out:
+    out.write(b'restored')
+'''
+
+
+def writer(tmp_path, existing=(), infos=None, attributes=None):
+    """An ImageRestore whose qemu-img convert is a script that writes the destination."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    restore, qemu = plan(tmp_path, existing, infos)
+    script = tmp_path / 'qemu-img'
+    script.write_text(FAKE_CONVERT % sys.executable)
+    script.chmod(0o755)
+    qemu.binary = str(script)
+    restore.attributes = attributes
+    return restore
+
+
+def file_attributes(check_mode=False, **file_args):
+    with patch_module_args(dict(file_args, _ansible_check_mode=check_mode)):
+        module = AnsibleModule(argument_spec={}, add_file_common_args=True, supports_check_mode=True)
+    return FileAttributes(module)
+
+
+def test_images_get_their_mode_before_any_rename_and_chattr_after(tmp_path):
+    calls = []
+    restore_dir = tmp_path / 'restore'
+
+    class Recorder(object):
+        def prepare(self, path, final):
+            calls.append(('prepare', os.path.basename(path), sorted(os.listdir(str(restore_dir)))))
+
+        def apply(self, path, changed=False):
+            calls.append(('apply', os.path.basename(path), changed))
+            return changed
+    result = writer(tmp_path, attributes=Recorder()).run()
+    assert result['changed']
+    assert calls == [
+        ('prepare', 'vda.qcow2.partial', ['vda.qcow2.partial']),
+        ('prepare', 'vdb.qcow2.partial', ['vda.qcow2.partial', 'vdb.qcow2.partial']),
+        ('apply', 'vda.qcow2', True), ('apply', 'vdb.qcow2', True)]
+
+
+def test_images_get_the_mode_asked_or_stay_private(tmp_path):
+    old = os.umask(0o022)
+    try:
+        writer(tmp_path / 'a', attributes=file_attributes(mode='0640')).run()
+        writer(tmp_path / 'b', attributes=file_attributes()).run()
+    finally:
+        os.umask(old)
+    for sub, mode in (('a', 0o640), ('b', 0o600)):
+        for name in ('vda.qcow2', 'vdb.qcow2'):
+            path = tmp_path / sub / 'restore' / name
+            assert path.read_bytes() == b'restored'
+            assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_a_failing_file_argument_restores_nothing(tmp_path):
+    class Failing(object):
+        def prepare(self, path, final):
+            if path.endswith('vdb.qcow2.partial'):
+                raise SystemExit(1)  # what fail_json does
+    with pytest.raises(SystemExit):
+        writer(tmp_path, attributes=Failing()).run()
+    assert not (tmp_path / 'restore').exists()
+
+
+def test_kept_images_get_the_file_arguments(tmp_path):
+    same = {str(tmp_path / 'restore' / 'vda.qcow2'): {'format': 'qcow2', 'virtual-size': 1024},
+            str(tmp_path / 'restore' / 'vdb.qcow2'): {'format': 'qcow2', 'virtual-size': 2048}}
+    restore = writer(tmp_path, ['vda.qcow2', 'vdb.qcow2'], same)
+    vda = tmp_path / 'restore' / 'vda.qcow2'
+    vda.chmod(0o600)
+    (tmp_path / 'restore' / 'vdb.qcow2').chmod(0o600)
+    assert not restore.run()['changed']
+    restore.attributes = file_attributes(True, mode='0640')
+    checked = restore.run(check_mode=True)
+    assert checked['changed'] and stat.S_IMODE(vda.stat().st_mode) == 0o600
+    restore.attributes = file_attributes(mode='0640')
+    result = restore.run()
+    assert result['changed'] and [i['action'] for i in result['images']] == ['keep', 'keep']
+    assert stat.S_IMODE(vda.stat().st_mode) == 0o640 and vda.read_bytes() == b'old'
+    assert not restore.run()['changed']

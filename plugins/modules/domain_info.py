@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 DOCUMENTATION = r'''
-module: domain_list
+module: domain_info
 short_description: List the domains of a libvirt connection
 version_added: 0.1.0
 description:
   - Returns every defined or running domain with its state, sorted by name. Changes nothing.
+  - Called C(virtops.libvirt.domain_list) before version 0.2.0. That name still works as a
+    redirect to this module; it is deprecated and will be removed in version 1.0.0.
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
@@ -30,11 +32,12 @@ attributes:
 options: {}
 seealso:
   - module: virtops.libvirt.domain_disk_info
+    description: The disks, backing chains and block jobs of one domain.
 '''
 
 EXAMPLES = r'''
 - name: List the domains of the hypervisor
-  virtops.libvirt.domain_list:
+  virtops.libvirt.domain_info:
   register: hv
 
 - name: Show the running ones
