@@ -22,7 +22,7 @@ description:
     Only directories named by a timestamp and holding a manifest count; the newest is never
     deleted; with every C(keep*) option V(0) all are kept.
   - The manifest is given whole with O(manifest), or built from the results of the steps with
-    O(prepared), O(snapshot) and O(copies), as the M(virtops.libvirt.live_backup) role does; the
+    O(prepared), O(snapshot) and O(copies), as the P(virtops.libvirt.live_backup#role) role does; the
     module then also returns the role's per-domain result as RV(record).
   - Running it again on a completed backup changes nothing (but still applies retention). When
     the completed directory exists and the C(.partial) one too (two backups with one timestamp),

@@ -11,7 +11,7 @@ module: backup_plan
 short_description: Check the settings of a live backup and list the domains it covers
 version_added: 0.2.0
 description:
-  - The first step of the M(virtops.libvirt.live_backup) role, before any domain is touched. A
+  - The first step of the P(virtops.libvirt.live_backup#role) role, before any domain is touched. A
     setting refused later (after a snapshot) could leave a VM on its overlay, so every setting
     is checked here, against the domains it applies to, and the module fails naming every
     problem at once.

@@ -11,7 +11,7 @@ module: backup_prepare
 short_description: Decide what a live backup does with a domain and start its backup directory
 version_added: 0.2.0
 description:
-  - Reads the domain once and decides, with the rules of the M(virtops.libvirt.live_backup) role,
+  - Reads the domain once and decides, with the rules of the P(virtops.libvirt.live_backup#role) role,
     what happens to it, returned as RV(action).
   - V(recover) means the domain runs on overlays of ours that an earlier run left behind. Nothing
     is created; bring the domain back onto its images (M(virtops.libvirt.blockcommit), or

@@ -78,8 +78,19 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     LibvirtClient,
     LibvirtFailure,
     ensure_libvirt,
+    libvirt,
     run_libvirt,
 )
+
+
+def _summary(dom):
+    """The domain's summary, or None for one undefined since it was listed."""
+    try:
+        return domain_summary(dom)
+    except LibvirtFailure as exc:
+        if exc.details.get('libvirt_code') == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
 
 
 def main():
@@ -88,7 +99,8 @@ def main():
     try:
         with LibvirtClient(module.params['uri']) as client:
             domains = run_libvirt(lambda: client.conn.listAllDomains(0), 'cannot list domains')
-            result = sorted((domain_summary(dom) for dom in domains), key=lambda d: d['name'])
+            result = sorted((summary for summary in map(_summary, domains) if summary),
+                            key=lambda d: d['name'])
     except LibvirtFailure as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     module.exit_json(changed=False, domains=result)
