@@ -14,8 +14,8 @@ print(paths[0] + "/virtops/libvirt")')
 
 run() {
   local playbook=$1; shift
-  ansible-playbook -i inventory.yml check.yml --tags settings \
-    -e virtops_test_playbook="$playbook" -e virtops_test_root="$root" "$@"
+  ansible-playbook -i inventory.yml "check_$playbook.yml" --tags settings \
+    -e virtops_test_root="$root" "$@"
 }
 
 for playbook in backup recover; do
