@@ -1,8 +1,9 @@
 # virtops.libvirt: development and CI entry points (GNU make).
 #
 #   make setup        host packages + libvirtd (scripts/setup-host.sh), dev venv, pip stand-in
-#   make test         setup, then sanity, lint, units, integration, molecule, faults-quick; stops at the first failure
-#   make sanity | lint | units | integration | molecule | faults | faults-quick | bench | demo | clean
+#   make test         setup, then ee, sanity, lint, units, integration, molecule, faults-quick; stops at the first failure
+#   make ee | sanity | lint | units | integration | molecule | faults | faults-quick | bench | demo | clean
+#   make changelog    changelogs/changelog.yaml, CHANGELOG.md/.rst from changelogs/fragments (galaxy.yml version)
 #
 # ansible-test needs the collection under .../ansible_collections/virtops/libvirt/, so the
 # sanity/units/integration targets run in a copy of the working tree in $(BUILD) (see
@@ -56,7 +57,7 @@ banner = @printf '\n==== %s ====\n' '$(1)'
 	test demo clean
 
 help:
-	@sed -n '2,11s/^# \{0,1\}//p' $(ROOT)/Makefile
+	@sed -n '2,12s/^# \{0,1\}//p' $(ROOT)/Makefile
 
 # --- setup -----------------------------------------------------------------------------
 setup: host venv pip-standin
@@ -127,8 +128,26 @@ molecule: setup collection
 		echo "no molecule scenarios"; \
 	fi
 
+# The execution environments of docs/awx.md, as written there: `ansible-builder create` with the
+# collection built from this tree, then tests/ee/check_ee.py checks the build contexts (an
+# ansible-core that meta/runtime.yml allows, on a Python it runs on; the collection) and that
+# this collection adds no Python or system package to the EE. No container runtime, no network.
+.PHONY: ee
+ee: setup
+	rm -rf $(BUILD_DIR)/ee && mkdir -p $(BUILD_DIR)/ee
+	ansible-galaxy collection build --force --output-path $(BUILD_DIR)/ee $(ROOT)
+	$(VENV_PY) $(ROOT)/tests/ee/check_ee.py --doc $(ROOT)/docs/awx.md --root $(ROOT) --workdir $(BUILD_DIR)/ee
+
+# Release notes of the galaxy.yml version from the fragments that no release holds yet. The
+# fragments stay (keep_fragments); run it again after merging more fragments into an
+# unreleased version: --update-existing adds them and --refresh-fragments takes in edits.
+.PHONY: changelog
+changelog: venv
+	cd $(ROOT) && antsibull-changelog lint && \
+		antsibull-changelog release --update-existing --refresh-fragments
+
 # Each stage is its own make run, in order; the first non-zero exit stops the whole run.
-TEST_STAGES := sanity lint units integration molecule faults-quick
+TEST_STAGES := ee sanity lint units integration molecule faults-quick
 test:
 	$(call banner,setup)
 	@$(MAKE) --no-print-directory -f $(ROOT)/Makefile setup collection
