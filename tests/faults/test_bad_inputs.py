@@ -53,6 +53,11 @@ ROLE_ROWS = [
     ('exclude-every-disk', {'live_backup_exclude_disks': ['vda', 'vdb']}),
     ('uri-unreachable', {'live_backup_uri': 'qemu:///nonexistent'}),
     ('block-overlay-dir-relative', {'live_backup_block_overlay_dir': 'relative/overlays'}),
+    ('parallel-zero', {'live_backup_parallel': 0}),
+    ('keep-daily-negative', {'live_backup_keep_daily': -1}),
+    ('keep-monthly-garbage', {'live_backup_keep_monthly': 'many'}),
+    ('tag-two-words', {'live_backup_tag': 'nightly weekly'}),
+    ('exclude-domains-string-empty', {'live_backup_exclude_domains': ['']}),
 ]
 
 # (id, module, options).
