@@ -46,7 +46,9 @@ attributes:
     platforms: posix
 options:
   path:
-    description: The lock file. Its directory must exist.
+    description:
+      - The lock file. Its directory is created (mode 0700, with its parents) when the lock is
+        taken and it does not exist.
     type: path
     required: true
   state:
@@ -158,11 +160,15 @@ def main():
     )
     params = module.params
     path, owner = params['path'], params['owner']
-    if not os.path.isdir(os.path.dirname(path) or '.'):
-        module.fail_json(msg='the directory of %s does not exist' % path)
     if params['lease'] <= 0 or params['wait'] < 0:
         module.fail_json(msg='lease must be positive and wait 0 or more, got lease %s and wait %s'
                          % (params['lease'], params['wait']))
+    directory = os.path.dirname(path) or '.'
+    if params['state'] == 'present' and not module.check_mode and not os.path.isdir(directory):
+        try:
+            os.makedirs(directory, 0o700)
+        except OSError as exc:
+            module.fail_json(msg='cannot create the lock directory %s: %s' % (directory, exc))
     record = read_record(path)
     state = holder_state(record)
     mine = state == 'held' and record.get('owner') == owner
