@@ -71,6 +71,13 @@ options:
     type: list
     elements: dict
     default: []
+  release_lock:
+    description:
+      - With O(lock), release the run's lock once the backup is complete (saves the run a task).
+        When the backup cannot be completed, the lock is kept.
+    type: bool
+    default: false
+    version_added: 0.2.0
   notes:
     description: Remarks added to the RV(record), such as a commit done a second time unthrottled.
     type: list
@@ -143,6 +150,10 @@ kept:
   returned: success
   type: list
   elements: str
+lock_released:
+  description: Whether O(release_lock) released the lock.
+  returned: success
+  type: bool
 record:
   description:
     - The role's per-domain result - C(domain), C(status) (V(ok)), C(summary), C(bytes) (on disk),
@@ -166,6 +177,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store impo
     finalize,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
+from ansible_collections.virtops.libvirt.plugins.module_utils._lock import LockBusy, release
 from ansible_collections.virtops.libvirt.plugins.module_utils._retention import policy
 from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
     LOCK_ARGUMENT_SPEC,
@@ -185,6 +197,7 @@ def main():
             snapshot=dict(type='dict'),
             copies=dict(type='list', elements='dict', default=[]),
             notes=dict(type='list', elements='str', default=[]),
+            release_lock=dict(type='bool', default=False),
             keep=dict(type='int', default=0),
             keep_daily=dict(type='int', default=0),
             keep_weekly=dict(type='int', default=0),
@@ -221,6 +234,13 @@ def main():
         module.fail_json(msg='cannot complete %s: %s' % (path, exc))
     if params['prepared']:
         result['record'] = ok_record(the_manifest, result, params['notes'])
+    result['lock_released'] = False
+    if params['release_lock'] and params['lock'] and not module.check_mode:
+        try:
+            result['lock_released'] = release(params['lock'], params['lock_owner'])
+        except (LockBusy, OSError) as exc:
+            module.warn('the backup is complete, but the lock %s was not released: %s'
+                        % (params['lock'], exc))
     module.exit_json(**result)
 
 
