@@ -499,9 +499,9 @@ def role_run(label, vms, dest, variant):
     return dict(seconds=seconds, phases=parse_timing(rundir / 'timing.json', seconds, len(vms), launched))
 
 
-def parallel_default():
+def parallel_default(collection):
     """live_backup_parallel from the role's defaults (as built by `make collection`), or None."""
-    path = COLLECTION / 'roles/live_backup/defaults/main.yml'
+    path = collection / 'roles/live_backup/defaults/main.yml'
     try:
         defaults = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -806,7 +806,8 @@ def main():
     WORK.mkdir(parents=True, exist_ok=True)
 
     (WORK / 'scratch').mkdir(exist_ok=True)
-    PAR = parallel_default()
+    # From the collection being measured (its private copy is made below).
+    PAR = parallel_default(source)
     RESULTS.update(mode='quick' if QUICK else 'full', reps=REPS, budget_s=BUDGET, run_timeout_s=RUN_TIMEOUT,
                    started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), machine=machine(),
                    live_backup_parallel_default=PAR,
