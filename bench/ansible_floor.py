@@ -11,7 +11,7 @@ Plays against this machine, ``gather_facts: false``, the venv's Python as
 
 - ``ansible-playbook`` start-up: a play with 0 tasks, T(0);
 - N (20) tasks of ``ansible.builtin.ping``, T(ping N), and N tasks of
-  ``virtops.libvirt.domain_list`` (read-only, ``qemu:///system``), T(domain_list N);
+  ``virtops.libvirt.domain_info`` (the key ``domain_list`` in the results) (read-only, ``qemu:///system``), T(domain_list N);
 - per-task cost = (T(N) - T(0)) / N, from the medians;
 
 for the connections ``local`` and ``ssh`` (root@127.0.0.1, a key of its own, Ansible's default
@@ -77,7 +77,7 @@ RETRIES = 2
 
 PLAYS = ('startup', 'ping', 'domain_list')
 MODULES = {'ping': ('ansible.builtin.ping', {}),
-           'domain_list': ('virtops.libvirt.domain_list', {'uri': URI})}
+           'domain_list': ('virtops.libvirt.domain_info', {'uri': URI})}
 # (connection, pipelining): the rows of the table, in this order.
 CONFIGS = [('local', False), ('local', True), ('ssh', False), ('ssh', True)]
 HOSTS = {'local': 'floor-local', 'ssh': 'floor-ssh'}

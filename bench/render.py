@@ -184,7 +184,7 @@ def floor_section(floor):
                  ' '.join('%.2f' % v for v in m.get('loadavg_end', [])), n, n),
         '',
         '| connection | pipelining | `ansible-playbook` start-up (0 tasks) | `ansible.builtin.ping` per task '
-        '| `virtops.libvirt.domain_list` per task | first ping task (median of the others) | one ping task '
+        '| `virtops.libvirt.domain_info` per task | first ping task (median of the others) | one ping task '
         'on the target: processes run / files copied |',
         '|---|---|---|---|---|---|---|']
     for row in rows:
