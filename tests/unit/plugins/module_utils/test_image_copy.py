@@ -350,3 +350,9 @@ def test_a_failed_attribute_leaves_no_partial(fake_qemu, tmp_path):
     with pytest.raises(SystemExit):
         ImageCopy(fake_qemu, params(src=str(src), dest=str(dest)), attributes=Failing()).run()
     assert sorted(os.listdir(str(tmp_path))) == ['qemu-img', 'src']
+
+
+def test_convert_argv_limits_the_read_rate():
+    argv = convert_argv(QI, '/s', 'qcow2', '/d.partial', 'qcow2', bandwidth=50)
+    assert argv[argv.index('-r') + 1] == '50M'
+    assert '-r' not in convert_argv(QI, '/s', 'qcow2', '/d.partial', 'qcow2', bandwidth=0)
