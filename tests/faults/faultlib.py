@@ -164,6 +164,8 @@ class Case:
         self.uuid = None
         self.writer = None
         self.writer_log = self.dir / 'writes.jsonl'
+        # Destinations other than self.dest where a run of the case may put its backup.
+        self.other_dests = []
         self.stop_file = self.dir / 'stop-writer'
         self.extra = []  # (target, pattern, offset MiB, length MiB) written outside the writer
         self.mounts = []
@@ -512,13 +514,16 @@ def leftover_processes(case, grace=10):
 
 
 def verify_backups(case):
-    """Every complete backup of the case: (problems, number of complete backups)."""
+    """Every complete backup of the case, in its destination and ``case.other_dests``:
+    (problems, number of complete backups)."""
     problems = []
     complete = 0
-    domain_dir = case.dest / case.name
-    if not domain_dir.is_dir():
-        return problems, 0
-    for entry in sorted(domain_dir.iterdir()):
+    entries = []
+    for dest in [case.dest] + case.other_dests:
+        domain_dir = dest / case.name
+        if domain_dir.is_dir():
+            entries.extend(sorted(domain_dir.iterdir()))
+    for entry in entries:
         if entry.name.endswith('.partial'):
             problems.append('incomplete backup left: %s' % entry)
             continue

@@ -137,6 +137,9 @@ def test_two_runs(make_case, other_dest, rep):
     second = case.extravars(live_backup_bandwidth=2,
                             live_backup_dest=str(case.dir / 'dest2') if other_dest else str(case.dest))
     (case.dir / 'dest2').mkdir()
+    if other_dest:
+        # Either run may win the lock: the complete backup is in the winner's destination.
+        case.other_dests = [case.dir / 'dest2']
     with F.Recorder(case, case='two runs %s' % ('other dest' if other_dest else 'same dest'),
                     signal='-', target='concurrency') as row:
         runs = [case.run(first, 'a'), case.run(second, 'b')]
@@ -154,10 +157,6 @@ def test_two_runs(make_case, other_dest, rep):
                 row['failures'].append('the losing run did not fail on the lock: %s' % text[:500])
             if loser.seconds() > 60:
                 row['failures'].append('the losing run took %ss, not a fast failure' % loser.seconds())
-        for other in ([case.dir / 'dest2'] if other_dest else []):
-            for path in other.glob('*/*'):
-                if path.name.endswith('.partial'):
-                    row['failures'].append('incomplete backup left: %s' % path)
 
 
 @pytest.mark.quick
