@@ -62,7 +62,7 @@ class ActionModule(ActionBase):
             lock=dict(type='path'),
             lock_owner=dict(type='str'),
             renew_locks=dict(type='list', elements='path'),
-        ), required_together=[('lock', 'lock_owner')], required_by=dict(renew_locks='lock_owner'))
+        ), required_by=dict(lock='lock_owner', renew_locks='lock_owner'))
         module_args = dict(args, interval=max(1, args['interval']),
                            async_dir=self._remote_expand_user(
                                self.get_shell_option('async_dir', default='~/.ansible_async')))
@@ -79,9 +79,15 @@ class ActionModule(ActionBase):
             if time.monotonic() - last_line >= args['interval']:
                 last_line = time.monotonic()
                 progress = status.get('progress') or {}
-                display.display(progress_line(
-                    args['label'], int(progress.get('bytes_done') or 0),
-                    int(progress.get('bytes_total') or 0), bool(progress.get('ready'))))
+                if 'lines' in progress:
+                    # backup_domains: one line per running copy and commit
+                    for line in progress['lines'] or ['%s: %s of %s domains done' % (
+                            args['label'], progress.get('finished'), progress.get('domains'))]:
+                        display.display(line)
+                else:
+                    display.display(progress_line(
+                        args['label'], int(progress.get('bytes_done') or 0),
+                        int(progress.get('bytes_total') or 0), bool(progress.get('ready'))))
         if status.get('failed'):
             return dict(failed=True, finished=True, msg=status.get('msg'),
                         ansible_job_id=args['jid'])

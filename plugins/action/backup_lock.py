@@ -20,6 +20,13 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import boot_id, process_start
 
 
+def controller_identity():
+    """The ansible-playbook process that runs the play (the parent of this worker)."""
+    controller = os.getppid()
+    return dict(host=socket.gethostname(), boot_id=boot_id(), pid=controller,
+                start=process_start(controller))
+
+
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
@@ -27,10 +34,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        controller = os.getppid()
-        args = dict(self._task.args, controller=dict(
-            host=socket.gethostname(), boot_id=boot_id(), pid=controller,
-            start=process_start(controller)))
+        args = dict(self._task.args, controller=controller_identity())
         result.update(self._execute_module(module_name='virtops.libvirt.backup_lock',
                                            module_args=args, task_vars=task_vars))
         return result

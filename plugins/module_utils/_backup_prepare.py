@@ -29,6 +29,8 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store impo
     to_prune,
     write_file,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._disk_info import domain_facts
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtClient
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import holder_state, read_record
 from ansible_collections.virtops.libvirt.plugins.module_utils._state_files import save
 
@@ -91,6 +93,33 @@ def stale_partials(domain_dir):
             and not os.path.islink(os.path.join(domain_dir, name))]
 
 
+def remove_partials(domain_dir, check_mode=False):
+    """Delete the incomplete backups of earlier runs (under the lock: none is a live run's)."""
+    removed = stale_partials(domain_dir)
+    if not check_mode:
+        for stale in removed:
+            shutil.rmtree(stale)
+    return removed
+
+
+def read_domain(uri, name, qemu, exclude, offline, suffix):
+    """``(plan, disks, xml)``: the domain read once and ``decide``'s plan, with its ``domain``."""
+    with LibvirtClient(uri) as client:
+        domain, disks = domain_facts(client.domain(name), qemu, suffix)
+    xml = domain.pop('xml')
+    plan = decide(domain, disks, exclude, offline)
+    domain.pop('backup_overlays')
+    plan['domain'] = domain
+    return plan, disks, xml
+
+
+def start(plan, dest, xml, check_mode=False):
+    """Start the backup directory of a plan whose action is ``backup``; the plan, completed."""
+    path, started, removed, state_files = start_directory(dest, plan['domain']['name'], xml,
+                                                          check_mode)
+    return dict(plan, path=path, started=started, removed=removed, state_files=state_files)
+
+
 def start_directory(dest, name, xml, check_mode=False, now=None):
     """Create ``<dest>/<name>/<UTC timestamp>.partial`` with domain.xml and the state files.
 
@@ -101,12 +130,10 @@ def start_directory(dest, name, xml, check_mode=False, now=None):
     domain_dir = os.path.join(dest, name)
     path = os.path.join(domain_dir, time.strftime('%Y%m%dT%H%M%SZ', now) + PARTIAL)
     started = time.strftime('%Y-%m-%dT%H:%M:%SZ', now)
-    removed = stale_partials(domain_dir)
+    removed = remove_partials(domain_dir, check_mode)
     if check_mode:
         return path, started, removed, []
     os.makedirs(domain_dir, mode=0o700, exist_ok=True)
-    for stale in removed:
-        shutil.rmtree(stale)
     os.mkdir(path, 0o700)
     write_file(os.path.join(path, 'domain.xml'), xml.encode('utf-8'))
     return path, started, removed, save(path, xml)

@@ -339,7 +339,9 @@ class ImageCopy(object):
         started = time.monotonic()
         progress = ProgressFile(p['progress_file'], virtual_size, started) if p['progress_file'] else None
         fd = open_partial(partial)
-        previous = signal.signal(signal.SIGTERM, _terminated)
+        # In a thread of a domain's process (backup_domains), that process handles SIGTERM.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminated) if main else None
         try:
             if progress:
                 progress.update(0.0)
@@ -372,7 +374,8 @@ class ImageCopy(object):
             os.close(fd)
             if progress:
                 progress.remove()
-            signal.signal(signal.SIGTERM, previous)
+            if main:
+                signal.signal(signal.SIGTERM, previous)
         duration = time.monotonic() - started
         return copy_result(True, p, src_format, virtual_size, stat=stat, sha256=sha256,
                            verified=p['verify'], duration=duration,

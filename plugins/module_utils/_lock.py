@@ -306,3 +306,12 @@ def release(path, owner):
             raise LockBusy(record)
         save({})
         return True
+
+
+def busy_message(path, holder, why='its lease runs'):
+    renewed = holder.get('renewed')
+    return 'lock %s is held by %s (%s; since %s, renewed %s, controller %s pid %s)' % (
+        path, holder.get('owner', 'an unknown owner'), why, holder.get('since', '?'),
+        '%ds ago' % (time.time() - renewed) if renewed else 'never',
+        (holder.get('controller') or {}).get('host', '?'),
+        (holder.get('controller') or {}).get('pid', '?'))

@@ -24,6 +24,9 @@ description:
   - With O(lock), every round trip renews the run's lease on that lock (the wait is what keeps
     a live run's lock during a long copy or commit), and fails when the lock was taken over.
     O(renew_locks) are renewed too, for the other domains whose jobs run meanwhile.
+  - For M(virtops.libvirt.backup_domains), whose progress file lists the locks of the domains in
+    progress, give O(lock_owner) (without O(lock)): each round trip renews those locks and tells
+    the job that its run still waits for it. One line is printed per running copy and commit.
   - The wait stops when C(ansible-playbook) itself is gone, so no orphaned worker keeps
     polling a job for a dead run.
   - Returns the async task's own result, and fails when it failed. Removes the job's status file.
@@ -62,8 +65,8 @@ options:
     default: 10
   progress_file:
     description:
-      - The progress file of an M(virtops.libvirt.image_copy) or M(virtops.libvirt.blockcommit)
-        task.
+      - The progress file of an M(virtops.libvirt.image_copy), M(virtops.libvirt.blockcommit) or
+        M(virtops.libvirt.backup_domains) task.
       - Without it no progress is shown and a killed job is only noticed through its result.
     type: path
   renew_locks:
@@ -84,6 +87,7 @@ seealso:
   - module: virtops.libvirt.image_copy
   - module: virtops.libvirt.blockcommit
   - module: virtops.libvirt.backup_lock
+  - module: virtops.libvirt.backup_domains
 """
 
 EXAMPLES = r"""
@@ -120,11 +124,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import poll
+from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import poll, read_json
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import LockLost, renew
 from ansible_collections.virtops.libvirt.plugins.module_utils._worker import (
     LOCK_ARGUMENT_SPEC,
-    LOCK_REQUIRED_TOGETHER,
     lost_message,
 )
 
@@ -142,8 +145,8 @@ def main():
         async_dir=dict(type='path', default='~/.ansible_async'),
     )
     spec.update(LOCK_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=spec, required_together=LOCK_REQUIRED_TOGETHER,
-                           required_by=dict(renew_locks='lock_owner'),
+    module = AnsibleModule(argument_spec=spec,
+                           required_by=dict(lock='lock_owner', renew_locks='lock_owner'),
                            supports_check_mode=True)
     params = module.params
     jid = params['jid']
@@ -155,7 +158,15 @@ def main():
             module.fail_json(msg=lost_message(params['lock'], exc.holder), ansible_job_id=jid)
         except OSError as exc:
             module.fail_json(msg='cannot renew the lock %s: %s' % (params['lock'], exc))
-    for other in [] if module.check_mode else (params['renew_locks'] or []):
+    others = list(params['renew_locks'] or [])
+    if params['progress_file'] and params['lock_owner']:
+        # A backup_domains job: its locks are listed in its progress file, and it starts no
+        # further domain once nobody waits for it.
+        others += (read_json(params['progress_file']) or {}).get('locks') or []
+        with contextlib.suppress(OSError):
+            with open(params['progress_file'] + '.waiter', 'w'):
+                pass
+    for other in [] if module.check_mode else others:
         with contextlib.suppress(LockLost, OSError):
             renew(other, params['lock_owner'])
     if not os.path.exists(job_file):

@@ -123,26 +123,17 @@ previous:
 """
 
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import (
     LockBusy,
     acquire,
+    busy_message,
     holder_state,
     read_record,
     release,
 )
-
-
-def busy_message(path, holder, why='its lease runs'):
-    renewed = holder.get('renewed')
-    return 'lock %s is held by %s (%s; since %s, renewed %s, controller %s pid %s)' % (
-        path, holder.get('owner', 'an unknown owner'), why, holder.get('since', '?'),
-        '%ds ago' % (time.time() - renewed) if renewed else 'never',
-        (holder.get('controller') or {}).get('host', '?'),
-        (holder.get('controller') or {}).get('pid', '?'))
 
 
 def main():

@@ -183,15 +183,13 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_prepare im
     BACKUP,
     SKIP,
     PrepareError,
-    decide,
     preview,
-    start_directory,
+    read_domain,
+    start,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._retention import policy
-from ansible_collections.virtops.libvirt.plugins.module_utils._disk_info import domain_facts
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGUMENT_SPEC,
-    LibvirtClient,
     LibvirtFailure,
     ensure_libvirt,
 )
@@ -223,13 +221,8 @@ def main():
     ensure_libvirt(module)
     params = module.params
     try:
-        with LibvirtClient(params['uri']) as client:
-            domain, disks = domain_facts(client.domain(params['domain']), QemuImg(module),
-                                         params['suffix'])
-        xml = domain.pop('xml')
-        plan = decide(domain, disks, params['exclude_disks'], params['offline'])
-        domain.pop('backup_overlays')
-        plan['domain'] = domain
+        plan, disks, xml = read_domain(params['uri'], params['domain'], QemuImg(module),
+                                       params['exclude_disks'], params['offline'], params['suffix'])
         if module.check_mode and plan['action'] != SKIP:
             retention = policy(last=params['keep'], daily=params['keep_daily'],
                                weekly=params['keep_weekly'], monthly=params['keep_monthly'])
@@ -238,10 +231,9 @@ def main():
         if plan['action'] != BACKUP:
             module.exit_json(changed=False, **plan)
         # Only the run holding the lock removes .partial directories: they may be a live run's.
-        with Worker(params, 'start of the backup of %s' % domain['name'],
+        with Worker(params, 'start of the backup of %s' % plan['domain']['name'],
                     check_mode=module.check_mode):
-            path, started, removed, state_files = start_directory(
-                params['dest'], domain['name'], xml, module.check_mode)
+            plan = start(plan, params['dest'], xml, module.check_mode)
     except PrepareError as exc:
         module.fail_json(msg=str(exc))
     except LibvirtFailure as exc:
@@ -249,8 +241,7 @@ def main():
     except (OSError, RewriteError) as exc:
         module.fail_json(msg='cannot start the backup of %s in %s: %s' % (
             params['domain'], params['dest'], exc))
-    module.exit_json(changed=True, path=path, started=started, removed=removed,
-                     state_files=state_files, **plan)
+    module.exit_json(changed=True, **plan)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,573 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The live backup of one domain, and of many, ``parallel`` at a time.
+
+``DomainRun`` is the workflow of one domain, in the order the role used to
+write it as tasks: take the lock, decide (``backup_prepare``), bring back a VM
+an earlier run left on overlays of ours, freeze the disks with one atomic
+snapshot, copy them (at the same time), commit every overlay back and pivot
+(always, also after a failed copy), complete the backup (manifest last, rename,
+retention), release the lock. Each step is the code of the module of the same
+name, so a rule lives in one place.
+
+``run_domains`` runs one ``DomainRun`` per domain in a forked child, up to
+``parallel`` at once, and writes one progress file for ``async_progress``.
+
+This is a private module_utils: its API may change without notice.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import (
+    read_json,
+    write_progress,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_prepare import (
+    BACKUP,
+    RECOVER,
+    SKIP,
+    PrepareError,
+    preview,
+    read_domain,
+    remove_partials,
+    stale_partials,
+    start,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_record import (
+    RecordError,
+    manifest,
+    ok_record,
+    size_text,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import (
+    StoreError,
+    finalize,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._commit import CommitRun
+from ansible_collections.virtops.libvirt.plugins.module_utils._chain import ChainError
+from ansible_collections.virtops.libvirt.plugins.module_utils._disk_info import domain_facts
+from ansible_collections.virtops.libvirt.plugins.module_utils._failpoint import failpoint
+from ansible_collections.virtops.libvirt.plugins.module_utils._forked import Child
+from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import ImageCopy
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    LibvirtClient,
+    LibvirtFailure,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._lock import (
+    LockBusy,
+    acquire,
+    busy_message,
+    holder_state,
+    read_record,
+    release,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._offline_repair import OfflineRepair
+from ansible_collections.virtops.libvirt.plugins.module_utils._retention import policy
+from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import SnapshotRun
+from ansible_collections.virtops.libvirt.plugins.module_utils._worker import Worker
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - ensure_libvirt reports it
+    libvirt = None
+
+SUFFIX = 'virtops-backup'
+TICK = 0.1
+PROGRESS_EVERY = 0.5
+# Seconds a child that was asked to stop gets before it is killed.
+STOP_GRACE = 30
+
+
+class Interrupted(Exception):
+    """SIGTERM reached the domain's process: the copies stop, the overlays are committed back."""
+
+
+def _interrupted(signum, dummy_frame):
+    raise Interrupted('interrupted by signal %d' % signum)
+
+
+def _kill(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def failure_record(name, error):
+    return dict(domain=name, status='failed', summary=error, error=error, bytes=0, seconds=0,
+                consistency=None, path=None)
+
+
+def lock_path(lock_dir, uuid):
+    return os.path.join(lock_dir, '%s.lock' % uuid)
+
+
+def _message(exc):
+    return getattr(exc, 'msg', None) or str(exc) or type(exc).__name__
+
+
+class DomainRun(object):
+    """The backup (or, with ``recover_only``, the recovery) of one domain, in its own process.
+
+    ``params`` are the ``backup_domains`` options; ``qemu`` a ``QemuImg``;
+    ``work`` a directory for this domain's progress files.
+    """
+
+    def __init__(self, params, entry, qemu, work):
+        self.p = params
+        self.name = entry['name']
+        self.uuid = entry.get('uuid')
+        self.qemu = qemu
+        self.work = work
+        self.lock = lock_path(params['lock_dir'], self.uuid) if self.uuid else None
+        self.locked = dict(lock=self.lock, lock_owner=params['owner'])
+        self.notes = []
+        self.timeline = {}
+        self.recovered = []
+
+    # --- the whole domain ---------------------------------------------------------------
+
+    def run(self):
+        if not self.uuid:
+            return failure_record(self.name, 'domain %s not found at %s' % (self.name, self.p['uri']))
+        signal.signal(signal.SIGTERM, _interrupted)
+        try:
+            # Takes over at once from a dead run whose controller ran here (stopping what it
+            # left running), waits for the lease of one from elsewhere.
+            dummy, previous = acquire(self.lock, self.p['owner'], self.p['lease'],
+                                      self.p['controller'], self.p['lease'] + 10)
+        except LockBusy as exc:
+            return failure_record(self.name, busy_message(self.lock, exc.holder, exc.why))
+        except (OSError, Interrupted) as exc:
+            return failure_record(self.name, 'cannot lock %s: %s' % (self.lock, _message(exc)))
+        try:
+            record = self._recover(previous) if self.p['recover_only'] else self._backup()
+        except BaseException as exc:  # pylint: disable=broad-except
+            record = failure_record(self.name, _message(exc))
+            # Whatever failed, the VM goes back onto its own images.
+            try:
+                self.bring_back()
+            except BaseException as again:  # pylint: disable=broad-except
+                record['error'] = record['summary'] = '%s; then: %s' % (record['error'],
+                                                                        _message(again))
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        record['timeline'] = self.timeline
+        try:
+            release(self.lock, self.p['owner'])
+        except (LockBusy, OSError) as exc:
+            record.setdefault('warnings', []).append('the lock %s was not released: %s' % (
+                self.lock, exc))
+        return record
+
+    def _phase(self, name, started):
+        self.timeline[name] = [round(started, 3), round(time.time(), 3)]
+
+    def _backup(self):
+        started = time.time()
+        prepared = self.prepare()
+        if prepared['action'] == RECOVER:
+            self.bring_back()
+            prepared = self.prepare()
+            if prepared['action'] == RECOVER:
+                raise LibvirtFailure('%s still runs on overlays of ours after the recovery: %s' % (
+                    self.name, ', '.join(prepared['overlays'])))
+        self._phase('prepare', started)
+        if prepared['action'] == SKIP:
+            return dict(domain=self.name, status='skipped', summary=prepared['summary'], bytes=0,
+                        seconds=0, consistency=None, path=None)
+        snapshot = None
+        try:
+            if prepared['domain']['running']:
+                snapshot = self.snapshot(prepared)
+                sources = [(disk['target'], disk['frozen']) for disk in snapshot['disks']
+                           if disk['status'] == 'snapshotted']
+            else:
+                sources = [(disk['target'], disk['source']) for disk in prepared['disks']]
+            copies = self.copy(prepared, sources)
+        finally:
+            if snapshot:
+                self.commit_back([(disk['target'], disk['overlay']) for disk in snapshot['disks']
+                                  if disk['status'] == 'snapshotted'])
+        started = time.time()
+        the_manifest = manifest(prepared, snapshot, copies)
+        retention = policy(last=self.p['keep'], daily=self.p['keep_daily'],
+                           weekly=self.p['keep_weekly'], monthly=self.p['keep_monthly'])
+        with Worker(self.locked, 'completion of %s' % prepared['path']):
+            final = finalize(prepared['path'], the_manifest, retention)
+        self._phase('finalize', started)
+        return ok_record(the_manifest, final, self.notes)
+
+    def _recover(self, previous):
+        overlays = self.bring_back()
+        with Worker(self.locked, 'removal of the incomplete backups of %s' % self.name):
+            removed = remove_partials(os.path.join(self.p['dest'], self.name))
+        parts = []
+        if previous:
+            parts.append('lock of the dead run %s taken over (%d process(es) stopped)' % (
+                previous.get('owner'), len(previous.get('stopped') or [])))
+        parts.append('disks on overlays were brought back: %s' % ', '.join(overlays)
+                     if overlays else 'no disk on an overlay')
+        parts.append('%d incomplete backup(s) removed' % len(removed))
+        return dict(domain=self.name, status='ok', summary='; '.join(parts), overlays=overlays,
+                    took_over=previous.get('owner') if previous else None,
+                    stopped=(previous.get('stopped') or []) if previous else [], partials=removed,
+                    notes=self.notes)
+
+    # --- check mode ---------------------------------------------------------------------
+
+    def preview(self):
+        """What a run would do with the domain, changing nothing and taking no lock."""
+        if not self.uuid:
+            return failure_record(self.name, 'domain %s not found at %s' % (self.name, self.p['uri']))
+        try:
+            if self.p['recover_only']:
+                return self._recover_preview()
+            plan, disks, dummy = read_domain(self.p['uri'], self.uuid, self.qemu,
+                                             self.p['exclude_disks'], self.p['offline'], SUFFIX)
+            if plan['action'] == SKIP:
+                return dict(domain=self.name, status='skipped', summary=plan['summary'],
+                            plan=None, bytes=0, seconds=0, consistency=None, path=None)
+            retention = policy(last=self.p['keep'], daily=self.p['keep_daily'],
+                               weekly=self.p['keep_weekly'], monthly=self.p['keep_monthly'])
+            the_plan, summary = preview(plan, disks, self.p['dest'], retention, self.lock)
+        except (PrepareError, LibvirtFailure, OSError) as exc:
+            return failure_record(self.name, _message(exc))
+        return dict(domain=self.name, status='planned', summary=summary, plan=the_plan, bytes=0,
+                    seconds=0, consistency=None, path=None)
+
+    def _recover_preview(self):
+        holder = read_record(self.lock)
+        state = holder_state(holder)
+        if state == 'held':
+            return failure_record(self.name, busy_message(self.lock, holder))
+        with LibvirtClient(self.p['uri']) as client:
+            domain = domain_facts(client.domain(self.uuid), self.qemu, SUFFIX)[0]
+        overlays = list(domain['backup_overlays'])
+        partials = stale_partials(os.path.join(self.p['dest'], self.name))
+        parts = ['lock of the dead run %s would be taken over' % holder.get('owner')] \
+            if state in ('expired', 'dead') else []
+        parts.append('disks on overlays would be brought back: %s' % ', '.join(overlays)
+                     if overlays else 'no disk on an overlay')
+        parts.append('%d incomplete backup(s) would be removed' % len(partials))
+        return dict(domain=self.name, status='ok', summary='; '.join(parts), overlays=overlays,
+                    took_over=holder.get('owner') if state in ('expired', 'dead') else None,
+                    stopped=[], partials=partials, notes=[])
+
+    # --- the steps ----------------------------------------------------------------------
+
+    def prepare(self):
+        """Read the domain, decide, and for a backup start its directory (``backup_prepare``)."""
+        with Worker(self.locked, 'start of the backup of %s' % self.name):
+            plan, dummy, xml = read_domain(self.p['uri'], self.uuid, self.qemu,
+                                           self.p['exclude_disks'], self.p['offline'], SUFFIX)
+            return start(plan, self.p['dest'], xml) if plan['action'] == BACKUP else plan
+
+    def snapshot(self, prepared):
+        started = time.time()
+        params = dict(uri=self.p['uri'], domain=self.uuid, disks=None, exclude=prepared['exclude'],
+                      quiesce=self.p['quiesce'], suffix=SUFFIX,
+                      block_overlay_dir=self.p['block_overlay_dir'], **self.locked)
+        with Worker(self.locked, 'snapshot of %s' % self.name):
+            with LibvirtClient(self.p['uri']) as client:
+                result = SnapshotRun(client, params).run(False)
+        self._phase('snapshot', started)
+        failpoint('after_snapshot')
+        return result
+
+    def copy(self, prepared, sources):
+        """Copy every disk at once (one thread each); the copies' results, in disk order."""
+        started = time.time()
+        running = prepared['domain']['running']
+        results = [None] * len(sources)
+        errors = []
+        pids = []
+
+        with Worker(self.locked, 'copies of %s' % self.name) as worker:
+            class Recorder(object):
+                """Records the copies' qemu-img in the lock and here, to stop them."""
+
+                @staticmethod
+                def add(pid, what):
+                    pids.append(pid)
+                    worker.add(pid, what)
+
+            def one(index, target, source):
+                params = dict(src=source, dest=os.path.join(prepared['path'], target + '.qcow2'),
+                              src_format=None, format='qcow2', compress=self.p['compress'],
+                              backing_chain=True, checksum=self.p['checksum'],
+                              verify=self.p['verify'], force=False,
+                              progress_file=os.path.join(self.work, '%s.copy' % target),
+                              # A shut-off domain's image is locked for the copy, so the VM
+                              # cannot start mid-copy.
+                              force_share=running, bandwidth=self.p['copy_bandwidth'])
+                try:
+                    results[index] = ImageCopy(self.qemu, params, Recorder()).run()
+                except BaseException as exc:  # pylint: disable=broad-except
+                    errors.append('copy of %s: %s' % (target, _message(exc)))
+
+            def stop_copies():
+                timed_out.append(True)
+                _kill(pids)
+
+            timed_out = []
+            timer = threading.Timer(self.p['copy_timeout'], stop_copies)
+            timer.daemon = True
+            timer.start()
+            try:
+                self._copy_all(one, sources, pids)
+            finally:
+                timer.cancel()
+        self._phase('copy', started)
+        if timed_out:
+            errors.insert(0, 'the copies did not finish within %ds (live_backup_copy_timeout) '
+                             'and were stopped' % self.p['copy_timeout'])
+        if errors:
+            raise LibvirtFailure('; '.join(errors))
+        return results
+
+    @staticmethod
+    def _copy_all(one, sources, pids):
+        """Run ``one`` for each disk: in this thread for one disk, else a thread each."""
+        if len(sources) == 1:
+            one(0, *sources[0])
+        else:
+            threads = [threading.Thread(target=one, args=(index,) + source)
+                       for index, source in enumerate(sources)]
+            try:
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    while thread.is_alive():
+                        thread.join(TICK)
+            except BaseException:
+                _kill(pids)
+                for thread in threads:
+                    thread.join()
+                raise
+
+    def commit_back(self, overlays):
+        """Commit each overlay back into its disk's image and pivot; every disk is tried."""
+        started = time.time()
+        errors = []
+        for target, top in overlays:
+            try:
+                self.commit(target, top)
+            except BaseException as exc:  # pylint: disable=broad-except
+                errors.append('%s: %s' % (target, _message(exc)))
+        self._phase('commit', started)
+        if errors:
+            raise LibvirtFailure('the VM could not be brought back onto its own images: %s'
+                                 % '; '.join(errors))
+
+    def commit(self, target, top, bandwidth=None):
+        """The active commit of ``top`` into its backing image, and the pivot.
+
+        A commit that could not reach READY within the bandwidth (the guest writes faster)
+        is done again unthrottled; a VM that stopped meanwhile is repaired offline.
+        """
+        params = dict(uri=self.p['uri'], domain=self.uuid, disk=target, top=top, base=None,
+                      active=True, finish='pivot', delete=True, keep_relative=False,
+                      bandwidth=self.p['bandwidth'] if bandwidth is None else bandwidth,
+                      timeout=self.p['timeout'],
+                      progress_file=os.path.join(self.work, '%s.commit' % target), **self.locked)
+        try:
+            with Worker(self.locked, 'commit of %s' % target):
+                with LibvirtClient(self.p['uri'], events=True) as client:
+                    run = CommitRun(client, params, self.qemu.backing_of)
+                    try:
+                        return run.run(False)
+                    finally:
+                        run.client.close()
+                        for path in (params['progress_file'], params['progress_file'] + '.tmp'):
+                            if os.path.exists(path):
+                                os.unlink(path)
+        except (LibvirtFailure, ChainError, libvirt.libvirtError) as exc:
+            if bandwidth == 0 or self._lost(exc):
+                raise
+            if self.running():
+                self.commit(target, top, bandwidth=0)
+                how = 'committed unthrottled'
+            else:
+                self.offline_repair()
+                how = 'merged offline'
+            self.notes.append('%s: %s after: %s' % (target, how, _message(exc)))
+            return None
+
+    @staticmethod
+    def _lost(exc):
+        return 'is not held by this run any more' in _message(exc)
+
+    def running(self):
+        with LibvirtClient(self.p['uri']) as client:
+            return bool(client.domain(self.uuid).isActive())
+
+    def offline_repair(self):
+        with Worker(self.locked, 'offline repair of %s' % self.name):
+            with LibvirtClient(self.p['uri']) as client:
+                return OfflineRepair(client, self.qemu, dict(domain=self.uuid, suffix=SUFFIX)).run(False)
+
+    def bring_back(self):
+        """Every disk on an overlay of ours back onto its own image; the targets brought back."""
+        with LibvirtClient(self.p['uri']) as client:
+            domain, disks = domain_facts(client.domain(self.uuid), self.qemu, SUFFIX)
+        if not domain['backup_overlays']:
+            return []
+        if domain['running']:
+            self.commit_back([(disk['target'], disk['source']) for disk in disks
+                              if disk['backup_overlay']])
+        else:
+            self.offline_repair()
+        return list(domain['backup_overlays'])
+
+
+# --- many domains -----------------------------------------------------------------------
+
+def _line(name, kind, target, record):
+    total = int(record.get('bytes_total') or 0)
+    done = int(record.get('bytes_done') or 0)
+    if not total:
+        return '%s %s of %s: running' % (name, kind, target)
+    return '%s %s of %s: %.1f%% (%s of %s)%s' % (
+        name, kind, target, 100.0 * done / total, size_text(done), size_text(total),
+        ', READY' if record.get('ready') else '')
+
+
+class Supervisor(object):
+    """Runs the domains' children, ``parallel`` at a time, and writes the job's progress."""
+
+    def __init__(self, params, domains, qemu, waiter=None):
+        self.p = params
+        self.domains = domains
+        self.qemu = qemu
+        self.work = tempfile.mkdtemp(prefix='virtops-backup-')
+        self.results = [None] * len(domains)
+        self.children = {}
+        self.waiter = waiter
+        self.started = time.time()
+        self.last_progress = 0
+
+    def _start(self, index, params):
+        work = os.path.join(self.work, str(index))
+        os.makedirs(work, exist_ok=True)
+        entry = self.domains[index]
+        run = DomainRun(params, entry, self.qemu, work)
+        self.children[index] = Child(run.run, os.path.join(work, 'result.json'), key=index)
+
+    def waiter_gone(self):
+        """True when nobody has waited for this job for a lease: the run is dead (cancelled)."""
+        if not self.waiter:
+            return False
+        try:
+            seen = os.stat(self.waiter).st_mtime
+        except OSError:
+            seen = self.started
+        return time.time() - seen > self.p['lease']
+
+    def preview(self):
+        """Check mode: each domain's plan, one after the other, in this process."""
+        return [DomainRun(self.p, entry, self.qemu, self.work).preview() for entry in self.domains]
+
+    def run(self):
+        pending = list(range(len(self.domains)))
+        recovering = set()
+        while pending or self.children:
+            while pending and len(self.children) < self.p['parallel']:
+                index = pending.pop(0)
+                if self.waiter_gone():
+                    self.results[index] = failure_record(
+                        self.domains[index]['name'],
+                        'not started: the run stopped waiting for its backup job (cancelled?)')
+                    continue
+                self._start(index, self.p)
+            for index, child in list(self.children.items()):
+                if not child.poll():
+                    continue
+                del self.children[index]
+                result = child.result()
+                if result is not None:
+                    if index in recovering:
+                        self._after_recovery(index, result)
+                    else:
+                        self.results[index] = result
+                    continue
+                error = 'the process backing up %s %s' % (self.domains[index]['name'],
+                                                          child.how_it_ended())
+                if index in recovering:
+                    self.results[index]['error'] += '; then its recovery: ' + error
+                    self.results[index]['summary'] = self.results[index]['error']
+                    continue
+                self.results[index] = failure_record(self.domains[index]['name'], error)
+                # The domain's process died without bringing the VM back: a recovery does.
+                recovering.add(index)
+                self._start(index, dict(self.p, recover_only=True))
+            self.progress()
+            time.sleep(TICK)
+        self.progress(force=True)
+        return self.results
+
+    def _after_recovery(self, index, result):
+        record = self.results[index]
+        if result.get('status') == 'failed':
+            record['error'] += '; then its recovery: ' + result['error']
+        elif result.get('overlays'):
+            record['error'] += '; brought back onto its own images: ' + ', '.join(result['overlays'])
+        record['summary'] = record['error']
+
+    def progress(self, force=False):
+        """Rewrite the job's progress file: one line per running copy or commit, the locks."""
+        path = self.p['progress_file']
+        now = time.monotonic()
+        if not path or (not force and now - self.last_progress < PROGRESS_EVERY):
+            return
+        self.last_progress = now
+        lines = []
+        done = total = 0
+        for index in sorted(self.children):
+            work = os.path.join(self.work, str(index))
+            try:
+                names = sorted(os.listdir(work))
+            except OSError:
+                continue
+            for name in names:
+                target, dummy, kind = name.partition('.')
+                if kind not in ('copy', 'commit'):
+                    continue
+                record = read_json(os.path.join(work, name))
+                if record:
+                    lines.append(_line(self.domains[index]['name'], kind, target, record))
+                    done += int(record.get('bytes_done') or 0)
+                    total += int(record.get('bytes_total') or 0)
+        locks = [lock_path(self.p['lock_dir'], self.domains[index]['uuid'])
+                 for index in sorted(self.children) if self.domains[index].get('uuid')]
+        write_progress(path, dict(phase='running', lines=lines, bytes_done=done, bytes_total=total,
+                                  locks=locks,
+                                  finished=len([r for r in self.results if r is not None]),
+                                  domains=len(self.domains)))
+
+    def close(self):
+        """Stop the children still running (only after an error of the supervisor), clean up."""
+        for child in self.children.values():
+            child.signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        while any(not child.poll() for child in self.children.values()):
+            if time.monotonic() > deadline:
+                for child in self.children.values():
+                    child.signal(signal.SIGKILL)
+            time.sleep(TICK)
+        shutil.rmtree(self.work, ignore_errors=True)
+        for path in filter(None, (self.p['progress_file'], self.waiter)):
+            for name in (path, path + '.tmp'):
+                if os.path.exists(name):
+                    os.unlink(name)

@@ -1,0 +1,333 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: backup_domains
+short_description: Back up running and shut-off libvirt domains live, several at a time
+version_added: 0.3.0
+description:
+  - The whole live backup of each domain in O(domains), the workflow of the
+    P(virtops.libvirt.live_backup#role) role, which runs this module.
+  - 'For each domain, in a process of its own: take its lock (taking over from a dead run, see
+    M(virtops.libvirt.backup_lock)); decide and start C(<dest>/<domain>/<UTC timestamp>.partial)
+    (M(virtops.libvirt.backup_prepare)), first bringing back a VM that an earlier run left on
+    overlays of ours; freeze the disks of a running domain with one atomic external snapshot
+    (M(virtops.libvirt.disk_snapshot)); copy every disk at the same time
+    (M(virtops.libvirt.image_copy)); commit every overlay back and pivot, also after a failed
+    copy, again unthrottled when the commit could not reach READY within O(bandwidth), offline
+    when the VM stopped meanwhile (M(virtops.libvirt.blockcommit),
+    M(virtops.libvirt.offline_repair)); complete the backup, manifest last, and apply the
+    retention (M(virtops.libvirt.backup_finalize)); release the lock.'
+  - Up to O(parallel) domains are backed up at the same time. A failing domain does not stop
+    the others; its VM is brought back onto its own images. When a domain's process dies, a
+    new one brings the VM back.
+  - Run it with C(async) and C(poll: 0) and wait with M(virtops.libvirt.async_progress) given the
+    same O(progress_file) and O(lock_owner): the wait prints one line per running copy and commit
+    and renews the locks of the domains in progress. When nobody has waited for the job for
+    O(lease) seconds (the run was cancelled or its controller died), no further domain is
+    started; the domains in progress are completed or brought back.
+  - The module does not fail when a domain fails; each domain has its result in RV(domains).
+author:
+  - virtops.libvirt developers (@virtops)
+extends_documentation_fragment:
+  - virtops.libvirt.connection
+attributes:
+  check_mode:
+    description: Not supported; the role shows its plan with M(virtops.libvirt.backup_prepare).
+    support: none
+  diff_mode:
+    description: No diff.
+    support: none
+  platform:
+    description: Runs on the hypervisor.
+    support: full
+    platforms: posix
+options:
+  domains:
+    description:
+      - The domains, in order, as RV(virtops.libvirt.backup_plan#module:domains) lists them
+        (C(name) and C(uuid); a C(uuid) of V(null) is a domain that does not exist, which fails).
+    type: list
+    elements: dict
+    required: true
+  dest:
+    description: The backup root; each backup goes to C(<dest>/<domain name>/<UTC timestamp>/).
+    type: path
+    required: true
+  lock_owner:
+    description: This run's name in the per-domain locks, unique per run.
+    type: str
+    required: true
+  lock_dir:
+    description: Where the per-domain locks are, C(<lock_dir>/<uuid>.lock).
+    type: path
+    default: /run/lock/virtops-libvirt
+  lease:
+    description: Seconds of each lock's lease (see M(virtops.libvirt.backup_lock)).
+    type: int
+    default: 120
+  parallel:
+    description: Domains backed up at the same time.
+    type: int
+    default: 2
+  exclude_disks:
+    description: Disk targets not backed up, V(vdb) (any domain) or V(web01:vdb) (one domain).
+    type: list
+    elements: str
+    default: []
+  offline:
+    description: Shut-off domains have their images copied (V(copy)) or are skipped (V(skip)).
+    type: str
+    choices: [copy, skip]
+    default: copy
+  quiesce:
+    description: As M(virtops.libvirt.disk_snapshot)'s O(virtops.libvirt.disk_snapshot#module:quiesce).
+    type: str
+    choices: [auto, 'yes', 'no']
+    default: auto
+  compress:
+    description: Compression of the copies.
+    type: str
+    choices: [none, zstd, zlib]
+    default: none
+  verify:
+    description: Compare each copy with its frozen image before the commit.
+    type: bool
+    default: false
+  checksum:
+    description: Record a sha256 of each copy in the manifest.
+    type: bool
+    default: false
+  bandwidth:
+    description: MiB/s of the active commits; V(0) is unlimited.
+    type: int
+    default: 0
+  copy_bandwidth:
+    description: MiB/s read by each copy; V(0) is unlimited.
+    type: int
+    default: 0
+  timeout:
+    description: Seconds an active commit may take to reach READY; V(0) waits forever.
+    type: int
+    default: 3600
+  copy_timeout:
+    description: Seconds a copy of one image may take; a longer copy is stopped and fails.
+    type: int
+    default: 86400
+  keep:
+    description: Retention, as M(virtops.libvirt.backup_finalize)'s; V(0) keeps all.
+    type: int
+    default: 0
+  keep_daily:
+    description: Days whose newest backup is kept.
+    type: int
+    default: 0
+  keep_weekly:
+    description: ISO weeks whose newest backup is kept.
+    type: int
+    default: 0
+  keep_monthly:
+    description: Months whose newest backup is kept.
+    type: int
+    default: 0
+  block_overlay_dir:
+    description: Where the overlays of block-device disks go.
+    type: path
+    default: /var/lib/libvirt/images
+  progress_file:
+    description:
+      - The job's progress file, read by M(virtops.libvirt.async_progress). Its directory must
+        exist.
+    type: path
+  recover_only:
+    description:
+      - Back up nothing; only take each lock, bring a VM on overlays of ours back onto its own
+        images and remove incomplete backups.
+    type: bool
+    default: false
+notes:
+  - The action plugin records the controller (C(ansible-playbook)) in each lock, as for
+    M(virtops.libvirt.backup_lock).
+seealso:
+  - role: virtops.libvirt.live_backup
+    description: Runs this module and reports its results.
+  - module: virtops.libvirt.async_progress
+  - module: virtops.libvirt.backup_plan
+'''
+
+EXAMPLES = r'''
+- name: List the domains to back up
+  virtops.libvirt.backup_plan:
+    domains: [web01, db01]
+    dest: /srv/backup
+  register: plan
+
+- name: Back up web01 and db01, both at once
+  virtops.libvirt.backup_domains:
+    domains: "{{ plan.domains }}"
+    dest: /srv/backup
+    keep: 7
+    lock_owner: "{{ inventory_hostname }}-nightly-{{ now(utc=true, fmt='%Y%m%dT%H%M%S') }}"
+    progress_file: /run/lock/virtops-libvirt/nightly.progress
+  async: 86400
+  poll: 0
+  register: job
+
+- name: Wait, printing the progress of each copy and commit
+  virtops.libvirt.async_progress:
+    jid: "{{ job.ansible_job_id }}"
+    progress_file: /run/lock/virtops-libvirt/nightly.progress
+    lock_owner: "{{ inventory_hostname }}-nightly-{{ now(utc=true, fmt='%Y%m%dT%H%M%S') }}"
+  register: backup
+
+- name: Fail when a domain failed
+  ansible.builtin.assert:
+    that: backup.domains | selectattr('status', 'equalto', 'failed') | list | length == 0
+'''
+
+RETURN = r'''
+domains:
+  description: One result per domain, in the order of O(domains).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: Its name.
+      type: str
+    status:
+      description: V(ok), V(skipped) or V(failed).
+      type: str
+    summary:
+      description: One line on what happened.
+      type: str
+    error:
+      description: Why it failed.
+      type: str
+      returned: when it failed
+    bytes:
+      description: Bytes of the backup on disk.
+      type: int
+    seconds:
+      description: Seconds from the start of its backup to its completion.
+      type: int
+    consistency:
+      description: V(quiesced), V(crash-consistent) or V(offline).
+      type: str
+    path:
+      description: The completed backup.
+      type: str
+    pruned:
+      description: Backups removed by the retention.
+      type: list
+      elements: str
+      returned: for a completed backup
+    notes:
+      description: What went differently, for example a commit done again unthrottled.
+      type: list
+      elements: str
+    plan:
+      description: In check mode, the preview of M(virtops.libvirt.backup_prepare).
+      type: dict
+      returned: in check mode
+    timeline:
+      description:
+        - The steps of the domain as C([start, end]) epoch seconds (V(prepare), V(snapshot),
+          V(copy), V(commit), V(finalize)), for performance analysis.
+      type: dict
+changed:
+  description: True when a domain was backed up or recovered.
+  returned: always
+  type: bool
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import MINIMUMS
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_run import Supervisor
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    CONNECTION_ARGUMENT_SPEC,
+    ensure_libvirt,
+)
+from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg
+
+
+def argument_spec():
+    spec = dict(
+        domains=dict(type='list', elements='dict', required=True),
+        dest=dict(type='path', required=True),
+        lock_owner=dict(type='str', required=True),
+        lock_dir=dict(type='path', default='/run/lock/virtops-libvirt'),
+        lease=dict(type='int', default=120),
+        parallel=dict(type='int', default=2),
+        exclude_disks=dict(type='list', elements='str', default=[]),
+        offline=dict(type='str', choices=['copy', 'skip'], default='copy'),
+        quiesce=dict(type='str', choices=['auto', 'yes', 'no'], default='auto'),
+        compress=dict(type='str', choices=['none', 'zstd', 'zlib'], default='none'),
+        verify=dict(type='bool', default=False),
+        checksum=dict(type='bool', default=False),
+        bandwidth=dict(type='int', default=0),
+        copy_bandwidth=dict(type='int', default=0),
+        timeout=dict(type='int', default=3600),
+        copy_timeout=dict(type='int', default=86400),
+        keep=dict(type='int', default=0),
+        keep_daily=dict(type='int', default=0),
+        keep_weekly=dict(type='int', default=0),
+        keep_monthly=dict(type='int', default=0),
+        block_overlay_dir=dict(type='path', default='/var/lib/libvirt/images'),
+        progress_file=dict(type='path'),
+        recover_only=dict(type='bool', default=False),
+        # filled in by the action plugin: the controller that runs the play
+        controller=dict(type='dict', default={}),
+    )
+    spec.update(CONNECTION_ARGUMENT_SPEC)
+    return spec
+
+
+def option_errors(params, check_mode=False):
+    errors = ['%s must be %d or more (%s), got %s' % (name, lowest, meaning, params[name])
+              for name, (lowest, meaning) in sorted(MINIMUMS.items())
+              if name in params and params[name] < lowest]
+    for index, entry in enumerate(params['domains']):
+        if not isinstance(entry.get('name'), str) or not entry['name']:
+            errors.append('domains[%d] has no name' % index)
+    if params['progress_file'] and not check_mode and \
+            not os.path.isdir(os.path.dirname(params['progress_file'])):
+        errors.append('the directory of progress_file %s does not exist' % params['progress_file'])
+    return errors
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    ensure_libvirt(module)
+    params = dict(module.params, owner=module.params['lock_owner'])
+    if not module.check_mode:
+        try:
+            os.makedirs(params['lock_dir'], 0o700, exist_ok=True)
+        except OSError as exc:
+            module.fail_json(msg='cannot create the lock directory %s: %s' % (params['lock_dir'], exc))
+    errors = option_errors(params, module.check_mode)
+    if errors:
+        module.fail_json(msg='; '.join(errors))
+    waiter = params['progress_file'] + '.waiter' if params['progress_file'] else None
+    supervisor = Supervisor(params, params['domains'], QemuImg(module), waiter)
+    try:
+        results = supervisor.preview() if module.check_mode else supervisor.run()
+    finally:
+        supervisor.close()
+    if params['recover_only']:
+        changed = any(r.get('overlays') or r.get('partials') or r.get('took_over') for r in results)
+    else:
+        changed = any(r['status'] in ('ok', 'planned') for r in results)
+    module.exit_json(changed=changed, domains=results)
+
+
+if __name__ == '__main__':
+    main()
