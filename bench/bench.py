@@ -441,6 +441,13 @@ def parse_timing(path, wall, n_vms, launched):
         return None
     phases = dict(snapshot=[], copy=[], commit=[])
     for rec in data['tasks']:
+        # backup_domains: the steps of each domain, as the job timed them
+        for timeline in rec.get('timelines') or []:
+            for phase in phases:
+                if phase in timeline:
+                    phases[phase].append(tuple(timeline[phase]))
+        if 'timelines' in rec:
+            continue
         action = rec['action'].split('.')[-1]
         name = rec['task'].lower()
         if action == 'disk_snapshot':

@@ -6,7 +6,8 @@
 Enabled by bench/bench.py with ANSIBLE_CALLBACK_PLUGINS=bench/callback_plugins and
 ANSIBLE_CALLBACKS_ENABLED=bench_timing; writes one JSON list to $BENCH_TIMING_FILE when the
 playbook ends. Each record: host, task name, action (module), start, end (time.time()),
-status. Not part of the collection.
+status, and for a task that returns backup_domains' results each domain's ``timeline`` of
+steps. Not part of the collection.
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ class CallbackModule(CallbackBase):
         key = self._key(result._host, result._task)
         start = self._open.pop(key, None)
         end = time.time()
-        self._records.append(dict(
-            host=key[0], task=result._task.get_name(), action=result._task.action,
-            start=start if start is not None else end, end=end, status=status))
+        record = dict(host=key[0], task=result._task.get_name(), action=result._task.action,
+                      start=start if start is not None else end, end=end, status=status)
+        # backup_domains (waited for by async_progress) reports each domain's steps itself.
+        domains = result._result.get('domains')
+        if isinstance(domains, list):
+            record['timelines'] = [d.get('timeline') or {} for d in domains if isinstance(d, dict)]
+        self._records.append(record)
 
     def v2_runner_on_ok(self, result):
         self._end(result, 'ok')

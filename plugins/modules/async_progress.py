@@ -25,7 +25,7 @@ description:
     a live run's lock during a long copy or commit), and fails when the lock was taken over.
     O(renew_locks) are renewed too, for the other domains whose jobs run meanwhile.
   - For M(virtops.libvirt.backup_domains), whose progress file lists the locks of the domains in
-    progress, give O(lock_owner) (without O(lock)): each round trip renews those locks and tells
+    progress, give O(lock_owner) without O(lock). Each round trip renews those locks and tells
     the job that its run still waits for it. One line is printed per running copy and commit.
   - The wait stops when C(ansible-playbook) itself is gone, so no orphaned worker keeps
     polling a job for a dead run.

@@ -26,8 +26,8 @@ description:
   - Up to O(parallel) domains are backed up at the same time. A failing domain does not stop
     the others; its VM is brought back onto its own images. When a domain's process dies, a
     new one brings the VM back.
-  - Run it with C(async) and C(poll: 0) and wait with M(virtops.libvirt.async_progress) given the
-    same O(progress_file) and O(lock_owner): the wait prints one line per running copy and commit
+  - Run it with C(async) and C(poll=0) and wait with M(virtops.libvirt.async_progress) given the
+    same O(progress_file) and O(lock_owner). The wait prints one line per running copy and commit
     and renews the locks of the domains in progress. When nobody has waited for the job for
     O(lease) seconds (the run was cancelled or its controller died), no further domain is
     started; the domains in progress are completed or brought back.

@@ -695,11 +695,18 @@ def kill_playbook(run, sig):
     return [pid]
 
 
+def domain_process_pids(case):
+    """The processes of backup_domains that work on a domain: the children of its module process
+    (forked, so they run the same AnsiballZ_ file), not the module process that supervises them."""
+    module = set(module_pids(case, 'backup_domains'))
+    procs = processes()
+    return sorted(pid for pid in module if procs.get(pid, (None,))[0] in module)
+
+
 def kill_modules(case, point, sig):
-    """The module processes working at ``point`` (and the copy's qemu-img)."""
-    module = {'after_snapshot': 'disk_snapshot', 'mid_copy': 'image_copy',
-              'phase1': 'blockcommit', 'before_pivot': 'blockcommit'}[point]
-    pids = module_pids(case, module)
+    """The process working on the domain at ``point`` (and the copy's qemu-img)."""
+    module = 'backup_domains'
+    pids = domain_process_pids(case)
     if point in FAILPOINTS:
         # The parked module wrote its pid; with pipelining a non-async module has no
         # AnsiballZ_ file in its argv. Only a process of this case's run is taken.
