@@ -44,15 +44,11 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_prepare im
     start,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_record import (
-    RecordError,
     manifest,
     ok_record,
     size_text,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import (
-    StoreError,
-    finalize,
-)
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import finalize
 from ansible_collections.virtops.libvirt.plugins.module_utils._commit import CommitRun
 from ansible_collections.virtops.libvirt.plugins.module_utils._chain import ChainError
 from ansible_collections.virtops.libvirt.plugins.module_utils._disk_info import domain_facts
@@ -171,6 +167,10 @@ class DomainRun(object):
                 self.lock, exc))
         return record
 
+    def step(self, what):
+        """Check that the run still holds the lock and record this process in it (for good)."""
+        return Worker(self.locked, what, stay=True)
+
     def _phase(self, name, started):
         self.timeline[name] = [round(started, 3), round(time.time(), 3)]
 
@@ -204,14 +204,14 @@ class DomainRun(object):
         the_manifest = manifest(prepared, snapshot, copies)
         retention = policy(last=self.p['keep'], daily=self.p['keep_daily'],
                            weekly=self.p['keep_weekly'], monthly=self.p['keep_monthly'])
-        with Worker(self.locked, 'completion of %s' % prepared['path']):
+        with self.step('completion of %s' % prepared['path']):
             final = finalize(prepared['path'], the_manifest, retention)
         self._phase('finalize', started)
         return ok_record(the_manifest, final, self.notes)
 
     def _recover(self, previous):
         overlays = self.bring_back()
-        with Worker(self.locked, 'removal of the incomplete backups of %s' % self.name):
+        with self.step('removal of the incomplete backups of %s' % self.name):
             removed = remove_partials(os.path.join(self.p['dest'], self.name))
         parts = []
         if previous:
@@ -269,7 +269,7 @@ class DomainRun(object):
 
     def prepare(self):
         """Read the domain, decide, and for a backup start its directory (``backup_prepare``)."""
-        with Worker(self.locked, 'start of the backup of %s' % self.name):
+        with self.step('start of the backup of %s' % self.name):
             plan, dummy, xml = read_domain(self.p['uri'], self.uuid, self.qemu,
                                            self.p['exclude_disks'], self.p['offline'], SUFFIX)
             return start(plan, self.p['dest'], xml) if plan['action'] == BACKUP else plan
@@ -279,7 +279,7 @@ class DomainRun(object):
         params = dict(uri=self.p['uri'], domain=self.uuid, disks=None, exclude=prepared['exclude'],
                       quiesce=self.p['quiesce'], suffix=SUFFIX,
                       block_overlay_dir=self.p['block_overlay_dir'], **self.locked)
-        with Worker(self.locked, 'snapshot of %s' % self.name):
+        with self.step('snapshot of %s' % self.name):
             with LibvirtClient(self.p['uri']) as client:
                 result = SnapshotRun(client, params).run(False)
         self._phase('snapshot', started)
@@ -294,7 +294,7 @@ class DomainRun(object):
         errors = []
         pids = []
 
-        with Worker(self.locked, 'copies of %s' % self.name) as worker:
+        with self.step('copies of %s' % self.name) as worker:
             class Recorder(object):
                 """Records the copies' qemu-img in the lock and here, to stop them."""
 
@@ -383,7 +383,7 @@ class DomainRun(object):
                       timeout=self.p['timeout'],
                       progress_file=os.path.join(self.work, '%s.commit' % target), **self.locked)
         try:
-            with Worker(self.locked, 'commit of %s' % target):
+            with self.step('commit of %s' % target):
                 with LibvirtClient(self.p['uri'], events=True) as client:
                     run = CommitRun(client, params, self.qemu.backing_of)
                     try:
@@ -414,7 +414,7 @@ class DomainRun(object):
             return bool(client.domain(self.uuid).isActive())
 
     def offline_repair(self):
-        with Worker(self.locked, 'offline repair of %s' % self.name):
+        with self.step('offline repair of %s' % self.name):
             with LibvirtClient(self.p['uri']) as client:
                 return OfflineRepair(client, self.qemu, dict(domain=self.uuid, suffix=SUFFIX)).run(False)
 

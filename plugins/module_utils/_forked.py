@@ -23,6 +23,16 @@ import traceback
 from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import read_json
 
 
+def _term_with_parent():
+    """SIGTERM when the parent dies, so a domain's process winds down (and brings its VM back)
+    instead of working on for a job whose result nobody reads."""
+    try:
+        import ctypes  # pylint: disable=import-outside-toplevel
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Child(object):
     """A forked child running ``function()``; its return value is written to ``result_file``."""
 
@@ -44,6 +54,7 @@ class Child(object):
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            _term_with_parent()
             result = function()
             tmp = self.result_file + '.tmp'
             with open(tmp, 'w') as handle:
@@ -82,8 +93,8 @@ class Child(object):
         if os.path.exists(self.result_file + '.error'):
             with open(self.result_file + '.error') as handle:
                 error = handle.read().strip().splitlines()[-1:]
-        return 'exited with status %d%s' % (os.WEXITSTATUS(self.status),
-                                              ': %s' % error[0] if error else '')
+        detail = ': %s' % error[0] if error else ''
+        return 'exited with status %d%s' % (os.WEXITSTATUS(self.status), detail)
 
     def signal(self, signum):
         if self.status is None:

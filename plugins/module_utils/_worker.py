@@ -46,12 +46,15 @@ class Worker(object):
     must lose its lock.
     """
 
-    def __init__(self, params, what, renew_lease=False, check_mode=False):
+    def __init__(self, params, what, renew_lease=False, check_mode=False, stay=False):
         # Check mode changes nothing, and a check run holds no lock (backup_lock takes none).
         self.path = None if check_mode else params.get('lock')
         self.owner = params.get('lock_owner')
         self.what = what
         self.renew_lease = renew_lease
+        # A process that works on the domain between its steps too (a domain's process of
+        # backup_domains) stays recorded, so that a taker stops it wherever it is.
+        self.stay = stay
         self._stop = threading.Event()
         self._thread = None
 
@@ -90,6 +93,6 @@ class Worker(object):
 
     def __exit__(self, *exc_info):
         self._stop.set()
-        if self.path:
+        if self.path and not self.stay:
             with contextlib.suppress(OSError):
                 unregister(self.path, self.owner, os.getpid())

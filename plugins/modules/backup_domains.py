@@ -38,8 +38,12 @@ extends_documentation_fragment:
   - virtops.libvirt.connection
 attributes:
   check_mode:
-    description: Not supported; the role shows its plan with M(virtops.libvirt.backup_prepare).
-    support: none
+    description:
+      - Changes nothing and takes no lock. Each domain's result has status V(planned) (or
+        V(skipped), or V(failed) for a domain a run would refuse), a one-line summary and the
+        plan of M(virtops.libvirt.backup_prepare)'s preview; with O(recover_only), what the
+        recovery would do.
+    support: full
   diff_mode:
     description: No diff.
     support: none
@@ -150,12 +154,17 @@ options:
         images and remove incomplete backups.
     type: bool
     default: false
+  controller:
+    description:
+      - The controller that runs the play, recorded with each lock as
+        M(virtops.libvirt.backup_lock) records it.
+      - Filled in by the action plugin of this module; do not set it.
+    type: dict
+    default: {}
 notes:
   - The action plugin records the controller (C(ansible-playbook)) in each lock, as for
     M(virtops.libvirt.backup_lock).
 seealso:
-  - role: virtops.libvirt.live_backup
-    description: Runs this module and reports its results.
   - module: virtops.libvirt.async_progress
   - module: virtops.libvirt.backup_plan
 '''
