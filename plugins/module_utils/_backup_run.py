@@ -21,6 +21,7 @@ This is a private module_utils: its API may change without notice.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -109,6 +110,22 @@ def lock_path(lock_dir, uuid):
     return os.path.join(lock_dir, '%s.lock' % uuid)
 
 
+def commit_progress(lock_dir, uuid, target):
+    return os.path.join(lock_dir, '.%s.%s.commit' % (uuid, target))
+
+
+def progress_files(params, entry):
+    """``[(kind, target, path)]`` of the copies and commits of a domain in progress."""
+    found = []
+    pattern = os.path.join(glob.escape(params['dest']), glob.escape(entry['name']), '*.partial', '.*.progress')
+    for path in sorted(glob.glob(pattern)):
+        found.append(('copy', os.path.basename(path)[1:-len('.progress')], path))
+    prefix = os.path.join(params['lock_dir'], '.%s.' % entry['uuid'])
+    for path in sorted(glob.glob(glob.escape(prefix) + '*.commit')):
+        found.append(('commit', path[len(prefix):-len('.commit')], path))
+    return found
+
+
 def _message(exc):
     return getattr(exc, 'msg', None) or str(exc) or type(exc).__name__
 
@@ -116,16 +133,14 @@ def _message(exc):
 class DomainRun(object):
     """The backup (or, with ``recover_only``, the recovery) of one domain, in its own process.
 
-    ``params`` are the ``backup_domains`` options; ``qemu`` a ``QemuImg``;
-    ``work`` a directory for this domain's progress files.
+    ``params`` are the ``backup_domains`` options; ``qemu`` a ``QemuImg``.
     """
 
-    def __init__(self, params, entry, qemu, work):
+    def __init__(self, params, entry, qemu):
         self.p = params
         self.name = entry['name']
         self.uuid = entry.get('uuid')
         self.qemu = qemu
-        self.work = work
         self.lock = lock_path(params['lock_dir'], self.uuid) if self.uuid else None
         self.locked = dict(lock=self.lock, lock_owner=params['owner'])
         self.notes = []
@@ -308,7 +323,7 @@ class DomainRun(object):
                               src_format=None, format='qcow2', compress=self.p['compress'],
                               backing_chain=True, checksum=self.p['checksum'],
                               verify=self.p['verify'], force=False,
-                              progress_file=os.path.join(self.work, '%s.copy' % target),
+                              progress_file=os.path.join(prepared['path'], '.%s.progress' % target),
                               # A shut-off domain's image is locked for the copy, so the VM
                               # cannot start mid-copy.
                               force_share=running, bandwidth=self.p['copy_bandwidth'])
@@ -381,7 +396,8 @@ class DomainRun(object):
                       active=True, finish='pivot', delete=True, keep_relative=False,
                       bandwidth=self.p['bandwidth'] if bandwidth is None else bandwidth,
                       timeout=self.p['timeout'],
-                      progress_file=os.path.join(self.work, '%s.commit' % target), **self.locked)
+                      progress_file=commit_progress(self.p['lock_dir'], self.uuid, target),
+                      **self.locked)
         try:
             with self.step('commit of %s' % target):
                 with LibvirtClient(self.p['uri'], events=True) as client:
@@ -462,7 +478,7 @@ class Supervisor(object):
         work = os.path.join(self.work, str(index))
         os.makedirs(work, exist_ok=True)
         entry = self.domains[index]
-        run = DomainRun(params, entry, self.qemu, work)
+        run = DomainRun(params, entry, self.qemu)
         self.children[index] = Child(run.run, os.path.join(work, 'result.json'), key=index)
 
     def waiter_gone(self):
@@ -477,7 +493,7 @@ class Supervisor(object):
 
     def preview(self):
         """Check mode: each domain's plan, one after the other, in this process."""
-        return [DomainRun(self.p, entry, self.qemu, self.work).preview() for entry in self.domains]
+        return [DomainRun(self.p, entry, self.qemu).preview() for entry in self.domains]
 
     def run(self):
         pending = list(range(len(self.domains)))
@@ -535,18 +551,13 @@ class Supervisor(object):
         lines = []
         done = total = 0
         for index in sorted(self.children):
-            work = os.path.join(self.work, str(index))
-            try:
-                names = sorted(os.listdir(work))
-            except OSError:
+            entry = self.domains[index]
+            if not entry.get('uuid'):
                 continue
-            for name in names:
-                target, dummy, kind = name.partition('.')
-                if kind not in ('copy', 'commit'):
-                    continue
-                record = read_json(os.path.join(work, name))
+            for kind, target, name in progress_files(self.p, entry):
+                record = read_json(name)
                 if record:
-                    lines.append(_line(self.domains[index]['name'], kind, target, record))
+                    lines.append(_line(entry['name'], kind, target, record))
                     done += int(record.get('bytes_done') or 0)
                     total += int(record.get('bytes_total') or 0)
         locks = [lock_path(self.p['lock_dir'], self.domains[index]['uuid'])

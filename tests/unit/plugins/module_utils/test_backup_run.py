@@ -25,10 +25,9 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._forked import Chi
 class FakeRun(object):
     """Each domain's behaviour comes from its name: ``ok``, ``fail``, ``die``, ``slow``."""
 
-    def __init__(self, params, entry, qemu, work):
+    def __init__(self, params, entry, qemu):
         self.p = params
         self.name = entry['name']
-        self.work = work
 
     def run(self):
         log = os.path.join(self.p['log'], '%s.%s' % (self.name, os.getpid()))
@@ -39,7 +38,9 @@ class FakeRun(object):
         if self.name.startswith('die'):
             os.kill(os.getpid(), signal.SIGKILL)
         if self.name.startswith('slow'):
-            with open(os.path.join(self.work, 'vda.copy'), 'w') as handle:
+            partial = os.path.join(self.p['dest'], self.name, '20261128T000000Z.partial')
+            os.makedirs(partial)
+            with open(os.path.join(partial, '.vda.progress'), 'w') as handle:
                 json.dump(dict(bytes_done=512, bytes_total=1024), handle)
             time.sleep(0.6)
         if self.name.startswith('fail'):
@@ -57,7 +58,7 @@ def params(tmp_path, monkeypatch):
     log = tmp_path / 'log'
     log.mkdir()
     return dict(parallel=2, lease=120, lock_dir=str(tmp_path / 'locks'), recover_only=False,
-                progress_file=None, log=str(log))
+                progress_file=None, log=str(log), dest=str(tmp_path / 'dest'))
 
 
 def starts(params):
