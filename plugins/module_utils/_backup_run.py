@@ -145,7 +145,6 @@ class DomainRun(object):
         self.locked = dict(lock=self.lock, lock_owner=params['owner'])
         self.notes = []
         self.timeline = {}
-        self.recovered = []
 
     # --- the whole domain ---------------------------------------------------------------
 
