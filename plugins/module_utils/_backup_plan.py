@@ -17,6 +17,13 @@ import re
 import xml.etree.ElementTree as ET
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._chain import parse_disks
+from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
+    LibvirtClient,
+    LibvirtFailure,
+    libvirt,
+    run_libvirt,
+    undefined_meanwhile,
+)
 
 # setting -> (lowest allowed value, what the value means)
 MINIMUMS = dict(
@@ -163,7 +170,7 @@ def select_domains(wanted, exclude, tag, available):
             warnings.append('live_backup_domains pattern %s matches no domain' % spec)
         for name in found:
             chosen.append((spec if not is_pattern(spec) else name, name))
-    tags = dict((name, domain_tags(xml)) for name, dummy, xml in available)
+    tags = dict((name, domain_tags(xml)) for name, dummy, xml in available) if tag else {}
     uuids = dict((name, uuid) for name, uuid, dummy in available)
     selected, seen = [], set()
     for label, name in chosen:
@@ -180,3 +187,65 @@ def select_domains(wanted, exclude, tag, available):
     if tag and not any(tag in found for found in tags.values()):
         warnings.append('no domain carries the backup tag %s (live_backup_tag)' % tag)
     return selected, warnings
+
+
+# --- the plan of a run ------------------------------------------------------------------------
+
+class PlanError(Exception):
+    """Settings that cannot work; nothing was touched."""
+
+    def __init__(self, errors):
+        self.errors = errors
+        super(PlanError, self).__init__('invalid settings, nothing was touched: ' + '; '.join(errors))
+
+
+def _definition(dom, name):
+    """The persistent definition, or None for a domain undefined since it was listed."""
+    try:
+        return run_libvirt(lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
+                           'cannot read the definition of %s' % name)
+    except LibvirtFailure as exc:
+        if undefined_meanwhile(exc):
+            return None
+        raise
+
+
+def plan(params):
+    """``(domains, warnings)`` of a run: every setting checked, the domains selected.
+
+    ``params`` are ``backup_plan``'s options. ``domains`` is ``[{name, uuid}]`` in the order
+    asked, ``uuid`` None for a named domain that does not exist. Raises ``PlanError`` for
+    settings that cannot work (before any domain is read when the settings alone tell), and
+    ``LibvirtFailure``.
+    """
+    errors = setting_errors(params)
+    if errors:
+        raise PlanError(errors)
+    warnings, targets = [], set()
+    with LibvirtClient(params['uri']) as client:
+        conn = client.conn
+        found = run_libvirt(lambda: conn.listAllDomains(0), 'cannot list domains')
+        by_name = dict((dom.name(), dom) for dom in found)
+        # The definitions of every domain only to look for tags; else of the chosen ones.
+        xml_of = dict((name, _definition(dom, name) if params['tag'] else '')
+                      for name, dom in sorted(by_name.items()))
+        available = [(name, by_name[name].UUIDString(), xml)
+                     for name, xml in sorted(xml_of.items()) if xml is not None]
+        chosen, warned = select_domains(params['domains'], params['exclude_domains'],
+                                        params['tag'], available)
+        warnings.extend(warned)
+        selected = []
+        for label, name in chosen:
+            xml = xml_of[name] or _definition(by_name[name], name) if name else None
+            if name and xml is None:
+                name = None  # undefined meanwhile: fails alone, as a domain not found
+            selected.append(dict(name=label, uuid=by_name[name].UUIDString() if name else None))
+            if name is None:
+                continue
+            targets.update(disk.target for disk in parse_disks(xml))
+            bad, warned = domain_problems(name, xml, params['dest'], params['exclude_disks'])
+            errors.extend(bad)
+            warnings.extend(warned)
+    if errors:
+        raise PlanError(errors)
+    return selected, warnings + unmatched_any_domain_excludes(params['exclude_disks'], targets)

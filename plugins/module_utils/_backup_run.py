@@ -33,6 +33,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import 
     read_json,
     write_progress,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import PlanError, plan
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_prepare import (
     BACKUP,
     RECOVER,
@@ -449,6 +450,30 @@ class DomainRun(object):
 
 # --- many domains -----------------------------------------------------------------------
 
+def plan_run(params, work):
+    """``backup_plan``'s ``(domains, warnings)``, computed in a child: this process forks the
+    domains' processes next, and opens no libvirt connection of its own."""
+    def job():
+        try:
+            domains, warnings = plan(params)
+        except PlanError as exc:
+            return dict(errors=exc.errors)
+        except LibvirtFailure as exc:
+            return dict(failure=exc.msg)
+        return dict(domains=domains, warnings=warnings)
+    child = Child(job, os.path.join(work, 'plan.json'))
+    while not child.poll():
+        time.sleep(0.01)
+    result = child.result()
+    if result is None:
+        raise LibvirtFailure('the check of the settings %s' % child.how_it_ended())
+    if 'errors' in result:
+        raise PlanError(result['errors'])
+    if 'failure' in result:
+        raise LibvirtFailure(result['failure'])
+    return result['domains'], result['warnings']
+
+
 def _line(name, kind, target, record):
     total = int(record.get('bytes_total') or 0)
     done = int(record.get('bytes_done') or 0)
@@ -462,12 +487,13 @@ def _line(name, kind, target, record):
 class Supervisor(object):
     """Runs the domains' children, ``parallel`` at a time, and writes the job's progress."""
 
-    def __init__(self, params, domains, qemu, waiter=None):
+    def __init__(self, params, qemu, waiter=None, domains=None):
         self.p = params
-        self.domains = domains
         self.qemu = qemu
         self.work = tempfile.mkdtemp(prefix='virtops-backup-')
-        self.results = [None] * len(domains)
+        self.domains = domains
+        self.warnings = []
+        self.results = []
         self.children = {}
         self.waiter = waiter
         self.started = time.time()
@@ -490,12 +516,19 @@ class Supervisor(object):
             seen = self.started
         return time.time() - seen > self.p['lease']
 
+    def select(self):
+        """Check the settings and list the domains (unless given): ``PlanError``, ``LibvirtFailure``."""
+        if self.domains is None:
+            self.domains, self.warnings = plan_run(self.p, self.work)
+        self.results = [None] * len(self.domains)
+        return self.domains
+
     def preview(self):
         """Check mode: each domain's plan, one after the other, in this process."""
-        return [DomainRun(self.p, entry, self.qemu).preview() for entry in self.domains]
+        return [DomainRun(self.p, entry, self.qemu).preview() for entry in self.select()]
 
     def run(self):
-        pending = list(range(len(self.domains)))
+        pending = list(range(len(self.select())))
         recovering = set()
         while pending or self.children:
             while pending and len(self.children) < self.p['parallel']:

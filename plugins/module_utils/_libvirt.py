@@ -47,6 +47,11 @@ def error_code(exc):
     return get_code() if get_code else None
 
 
+def undefined_meanwhile(exc):
+    """True for a LibvirtFailure saying the domain is gone (undefined since it was listed)."""
+    return libvirt is not None and exc.details.get('libvirt_code') == libvirt.VIR_ERR_NO_DOMAIN
+
+
 def ensure_libvirt(module):
     """Fail with Ansible's standard message when libvirt-python is missing."""
     if libvirt is None:

@@ -159,7 +159,7 @@ def main():
         except OSError as exc:
             module.fail_json(msg='cannot renew the lock %s: %s' % (params['lock'], exc))
     others = list(params['renew_locks'] or [])
-    if params['progress_file'] and params['lock_owner']:
+    if params['progress_file'] and params['lock_owner'] and not module.check_mode:
         # A backup_domains job: its locks are listed in its progress file, and it starts no
         # further domain once nobody waits for it.
         others += (read_json(params['progress_file']) or {}).get('locks') or []

@@ -31,6 +31,9 @@ description:
     and renews the locks of the domains in progress. When nobody has waited for the job for
     O(lease) seconds (the run was cancelled or its controller died), no further domain is
     started; the domains in progress are completed or brought back.
+  - First every setting is checked and the domains are selected, as
+    M(virtops.libvirt.backup_plan) does; settings that cannot work fail the module before any
+    domain is touched.
   - The module does not fail when a domain fails; each domain has its result in RV(domains).
 author:
   - virtops.libvirt developers (@virtops)
@@ -54,11 +57,23 @@ attributes:
 options:
   domains:
     description:
-      - The domains, in order, as RV(virtops.libvirt.backup_plan#module:domains) lists them
-        (C(name) and C(uuid); a C(uuid) of V(null) is a domain that does not exist, which fails).
+      - The domains, as the role's C(live_backup_domains) - names, UUIDs or glob patterns, in
+        the order given - or V(all).
+      - A named domain that does not exist fails alone.
+    type: raw
+    default: all
+  exclude_domains:
+    description: Domains never backed up, names, UUIDs or glob patterns.
     type: list
-    elements: dict
-    required: true
+    elements: str
+    default: []
+  tag:
+    description:
+      - Only domains tagged for backup in libvirt, with a C(<virtops:backup tags="..."/>)
+        metadata element (namespace C(https://github.com/virtops/libvirt)) or a C(#tag) in their
+        title or description.
+    type: str
+    default: ''
   dest:
     description: The backup root; each backup goes to C(<dest>/<domain name>/<UTC timestamp>/).
     type: path
@@ -92,7 +107,7 @@ options:
   quiesce:
     description: As M(virtops.libvirt.disk_snapshot)'s O(virtops.libvirt.disk_snapshot#module:quiesce).
     type: str
-    choices: [auto, 'yes', 'no']
+    choices: [auto, always, never]
     default: auto
   compress:
     description: Compression of the copies.
@@ -146,8 +161,14 @@ options:
   progress_file:
     description:
       - The job's progress file, read by M(virtops.libvirt.async_progress). Its directory must
-        exist.
+        exist (the default O(lock_dir) is created).
     type: path
+  progress_interval:
+    description:
+      - The O(virtops.libvirt.async_progress#module:interval) of the wait; checked to be at most
+        half of O(lease), since every round trip of the wait renews the locks.
+    type: int
+    default: 10
   recover_only:
     description:
       - Back up nothing; only take each lock, bring a VM on overlays of ours back onto its own
@@ -170,28 +191,22 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: List the domains to back up
-  virtops.libvirt.backup_plan:
-    domains: [web01, db01]
-    dest: /srv/backup
-  register: plan
-
-- name: Back up web01 and db01, both at once
+- name: Back up web01 and every db* domain, two at a time
   virtops.libvirt.backup_domains:
-    domains: "{{ plan.domains }}"
+    domains: [web01, 'db*']
     dest: /srv/backup
     keep: 7
-    lock_owner: "{{ inventory_hostname }}-nightly-{{ now(utc=true, fmt='%Y%m%dT%H%M%S') }}"
+    lock_owner: "{{ inventory_hostname }}-nightly-{{ tower_job_id | default('manual') }}"
     progress_file: /run/lock/virtops-libvirt/nightly.progress
   async: 86400
   poll: 0
   register: job
 
-- name: Wait, printing the progress of each copy and commit
+- name: Wait, printing the progress of each copy and commit and renewing the locks
   virtops.libvirt.async_progress:
     jid: "{{ job.ansible_job_id }}"
     progress_file: /run/lock/virtops-libvirt/nightly.progress
-    lock_owner: "{{ inventory_hostname }}-nightly-{{ now(utc=true, fmt='%Y%m%dT%H%M%S') }}"
+    lock_owner: "{{ inventory_hostname }}-nightly-{{ tower_job_id | default('manual') }}"
   register: backup
 
 - name: Fail when a domain failed
@@ -259,18 +274,23 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import MINIMUMS
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import PlanError
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_run import Supervisor
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGUMENT_SPEC,
+    LibvirtFailure,
     ensure_libvirt,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg
+from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import QUIESCE_MODES
 
 
 def argument_spec():
     spec = dict(
-        domains=dict(type='list', elements='dict', required=True),
+        domains=dict(type='raw', default='all'),
+        exclude_domains=dict(type='list', elements='str', default=[]),
+        tag=dict(type='str', default=''),
+        progress_interval=dict(type='int', default=10),
         dest=dict(type='path', required=True),
         lock_owner=dict(type='str', required=True),
         lock_dir=dict(type='path', default='/run/lock/virtops-libvirt'),
@@ -278,7 +298,7 @@ def argument_spec():
         parallel=dict(type='int', default=2),
         exclude_disks=dict(type='list', elements='str', default=[]),
         offline=dict(type='str', choices=['copy', 'skip'], default='copy'),
-        quiesce=dict(type='str', choices=['auto', 'yes', 'no'], default='auto'),
+        quiesce=dict(type='str', choices=list(QUIESCE_MODES), default='auto'),
         compress=dict(type='str', choices=['none', 'zstd', 'zlib'], default='none'),
         verify=dict(type='bool', default=False),
         checksum=dict(type='bool', default=False),
@@ -300,34 +320,33 @@ def argument_spec():
     return spec
 
 
-def option_errors(params, check_mode=False):
-    errors = ['%s must be %d or more (%s), got %s' % (name, lowest, meaning, params[name])
-              for name, (lowest, meaning) in sorted(MINIMUMS.items())
-              if name in params and params[name] < lowest]
-    for index, entry in enumerate(params['domains']):
-        if not isinstance(entry.get('name'), str) or not entry['name']:
-            errors.append('domains[%d] has no name' % index)
-    if params['progress_file'] and not check_mode and \
-            not os.path.isdir(os.path.dirname(params['progress_file'])):
-        errors.append('the directory of progress_file %s does not exist' % params['progress_file'])
-    return errors
-
-
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     ensure_libvirt(module)
     params = dict(module.params, owner=module.params['lock_owner'])
-    if not module.check_mode:
-        try:
-            os.makedirs(params['lock_dir'], 0o700, exist_ok=True)
-        except OSError as exc:
-            module.fail_json(msg='cannot create the lock directory %s: %s' % (params['lock_dir'], exc))
-    errors = option_errors(params, module.check_mode)
-    if errors:
-        module.fail_json(msg='; '.join(errors))
+    if isinstance(params['domains'], str) and params['domains'] != 'all':
+        params['domains'] = [params['domains']]
     waiter = params['progress_file'] + '.waiter' if params['progress_file'] else None
-    supervisor = Supervisor(params, params['domains'], QemuImg(module), waiter)
+    supervisor = Supervisor(params, QemuImg(module), waiter)
     try:
+        try:
+            supervisor.select()
+        except PlanError as exc:
+            module.fail_json(msg=str(exc), errors=exc.errors)
+        except LibvirtFailure as exc:
+            module.fail_json(msg=exc.msg, **exc.details)
+        for warning in supervisor.warnings:
+            module.warn(warning)
+        if not module.check_mode:
+            try:
+                os.makedirs(params['lock_dir'], 0o700, exist_ok=True)
+            except OSError as exc:
+                module.fail_json(msg='cannot create the lock directory %s: %s' % (
+                    params['lock_dir'], exc))
+        if params['progress_file'] and not module.check_mode and \
+                not os.path.isdir(os.path.dirname(params['progress_file'])):
+            module.fail_json(msg='the directory of progress_file %s does not exist'
+                             % params['progress_file'])
         results = supervisor.preview() if module.check_mode else supervisor.run()
     finally:
         supervisor.close()

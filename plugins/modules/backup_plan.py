@@ -149,32 +149,12 @@ domains:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import (
-    domain_problems,
-    select_domains,
-    setting_errors,
-    unmatched_any_domain_excludes,
-)
-from ansible_collections.virtops.libvirt.plugins.module_utils._chain import parse_disks
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import PlanError, plan
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGUMENT_SPEC,
-    LibvirtClient,
     LibvirtFailure,
     ensure_libvirt,
-    libvirt,
-    run_libvirt,
 )
-
-
-def _definition(dom, name):
-    """The persistent definition, or None for a domain undefined since it was listed."""
-    try:
-        return run_libvirt(lambda: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
-                           'cannot read the definition of %s' % name)
-    except LibvirtFailure as exc:
-        if exc.details.get('libvirt_code') == libvirt.VIR_ERR_NO_DOMAIN:
-            return None
-        raise
 
 
 def main():
@@ -204,41 +184,13 @@ def main():
     params = dict(module.params)
     if isinstance(params['domains'], str) and params['domains'] != 'all':
         params['domains'] = [params['domains']]
-    errors = setting_errors(params)
-    if errors:
-        module.fail_json(msg='invalid settings, nothing was touched: ' + '; '.join(errors),
-                         errors=errors)
-    warnings, targets = [], set()
     try:
-        with LibvirtClient(params['uri']) as client:
-            conn = client.conn
-            found = run_libvirt(lambda: conn.listAllDomains(0), 'cannot list domains')
-            by_name = dict((dom.name(), dom) for dom in found)
-            available = [(name, dom.UUIDString(), xml) for name, dom, xml in (
-                (name, dom, _definition(dom, name)) for name, dom in sorted(by_name.items()))
-                if xml is not None]
-            chosen, warned = select_domains(params['domains'], params['exclude_domains'],
-                                            params['tag'], available)
-            warnings.extend(warned)
-            domains = [(label, by_name[name] if name else None) for label, name in chosen]
-            selected = [dict(name=label, uuid=dom.UUIDString() if dom else None)
-                        for label, dom in domains]
-            definitions = dict((name, xml) for name, dummy, xml in available)
-            for name, dom in domains:
-                if dom is None:
-                    continue
-                xml = definitions[dom.name()]
-                targets.update(disk.target for disk in parse_disks(xml))
-                bad, warned = domain_problems(dom.name(), xml, params['dest'],
-                                              params['exclude_disks'])
-                errors.extend(bad)
-                warnings.extend(warned)
+        selected, warnings = plan(params)
+    except PlanError as exc:
+        module.fail_json(msg=str(exc), errors=exc.errors)
     except LibvirtFailure as exc:
         module.fail_json(msg=exc.msg, **exc.details)
-    if errors:
-        module.fail_json(msg='invalid settings, nothing was touched: ' + '; '.join(errors),
-                         errors=errors)
-    for warning in warnings + unmatched_any_domain_excludes(params['exclude_disks'], targets):
+    for warning in warnings:
         module.warn(warning)
     module.exit_json(changed=False, domains=selected)
 

@@ -78,8 +78,8 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     LibvirtClient,
     LibvirtFailure,
     ensure_libvirt,
-    libvirt,
     run_libvirt,
+    undefined_meanwhile,
 )
 
 
@@ -88,7 +88,7 @@ def _summary(dom):
     try:
         return domain_summary(dom)
     except LibvirtFailure as exc:
-        if exc.details.get('libvirt_code') == libvirt.VIR_ERR_NO_DOMAIN:
+        if undefined_meanwhile(exc):
             return None
         raise
 

@@ -70,7 +70,7 @@ def starts(params):
 
 
 def run(params, names, waiter=None):
-    supervisor = Supervisor(params, [dict(name=n, uuid='u-' + n) for n in names], None, waiter)
+    supervisor = Supervisor(params, None, waiter, [dict(name=n, uuid='u-' + n) for n in names])
     try:
         return supervisor.run()
     finally:
@@ -131,7 +131,7 @@ def test_a_waiter_seen_lately_lets_every_domain_start(params, tmp_path):
 def test_progress_file_lists_lines_and_locks(params, tmp_path):
     progress = tmp_path / 'job.progress'
     params['progress_file'] = str(progress)
-    supervisor = Supervisor(params, [dict(name='slow1', uuid='abc')], None)
+    supervisor = Supervisor(params, None, domains=[dict(name='slow1', uuid='abc')])
     seen = []
     original = supervisor.progress
 
@@ -153,7 +153,7 @@ def test_progress_file_lists_lines_and_locks(params, tmp_path):
 
 
 def test_check_mode_runs_no_child(params):
-    supervisor = Supervisor(params, [dict(name='a', uuid='1'), dict(name='b', uuid='2')], None)
+    supervisor = Supervisor(params, None, domains=[dict(name='a', uuid='1'), dict(name='b', uuid='2')])
     try:
         assert [r['status'] for r in supervisor.preview()] == ['planned', 'planned']
     finally:
