@@ -739,6 +739,11 @@ def summarize():
             other = by.get((entry['case'], ref))
             if other and 'median' in entry and other.get('median'):
                 entry['x_' + ref] = round(entry['median'] / other['median'], 2)
+        # The role's copy phase (qemu-img convert + fsync of every disk) against the limit's
+        # convert + sync of the same images: throughput as a fraction of the limit's.
+        limit = by.get((entry['case'], 'limit'))
+        if entry.get('phases') and entry['phases'].get('copy') and limit and limit.get('median'):
+            entry['copy_throughput'] = round(limit['median'] / entry['phases']['copy'], 2)
     return summary
 
 
@@ -757,15 +762,18 @@ def print_tables(summary):
         if e.get('module_median') is not None:
             print('%-14s %-17s module elapsed (without Ansible start-up): %.2fs' % ('', '', e['module_median']))
     print('\nper-phase split of the role (median seconds; union of task times, "other" = wall - phases):')
-    print('%-14s %-17s %8s %8s %8s %8s %8s %8s %9s' % (
-        'case', 'contender', 'wall', 'snapshot', 'copy', 'commit', 'pivot*', 'other', 'tasks/VM'))
+    print('%-14s %-17s %8s %8s %8s %8s %8s %8s %9s %10s' % (
+        'case', 'contender', 'wall', 'snapshot', 'copy', 'commit', 'pivot*', 'other', 'tasks/VM',
+        'copy/limit'))
     for e in summary:
         p = e.get('phases')
         if not p:
             continue
-        print('%-14s %-17s %8.2f %8.2f %8.2f %8.2f %8s %8.2f %9s' % (
+        print('%-14s %-17s %8.2f %8.2f %8.2f %8.2f %8s %8.2f %9s %10s' % (
             e['case'], e['contender'], e['median'], p['snapshot'], p['copy'], p['commit'],
-            '%.3f' % e['pivot_delay_median'] if 'pivot_delay_median' in e else '-', p['other'], p['tasks_per_vm']))
+            '%.3f' % e['pivot_delay_median'] if 'pivot_delay_median' in e else '-', p['other'],
+            p['tasks_per_vm'], e.get('copy_throughput', '-')))
+    print('copy/limit: throughput of the copy phase as a fraction of the limit\'s (limit wall / copy phase)')
     print('* pivot: delay from the READY event to the COMPLETED (pivoted) event, median over VMs and runs')
     for e in summary:
         for err in e['errors']:

@@ -119,20 +119,23 @@ def markdown(results):
 
     phased = [e for e in summary if e.get('phases')]
     if phased:
-        lines += ['Where the role\'s time goes (median seconds; each phase is the union of its task times, '
-                  'so overlapping domains are not counted twice; "other" is the wall time outside these '
-                  'phases: Ansible start-up, lock, directories, domain reads, set_fact, manifest; pivot delay '
-                  'from the READY to the COMPLETED block-job event; overlay time from the snapshot to the '
-                  'pivot, polled from the live XML every 50 ms):', '',
-                  '| case | contender | wall | snapshot | copy | commit | pivot delay after READY | other '
-                  '(of which start-up) | tasks per VM | time on the overlay (median / max) |',
-                  '|---|---|---|---|---|---|---|---|---|---|']
+        lines += ['Where the role\'s time goes (median seconds; each phase is the union of the intervals '
+                  'of that step in every domain, as the `backup_domains` job timed them, so overlapping '
+                  'domains are not counted twice; "other" is the wall time outside these phases: Ansible '
+                  'start-up and tasks, the job\'s start, lock, domain reads, completion; copy / limit is '
+                  'the limit\'s wall time over the copy phase, the copy\'s throughput as a fraction of the '
+                  'limit\'s; pivot delay from the READY to the COMPLETED block-job event; overlay time '
+                  'from the snapshot to the pivot, polled from the live XML every 50 ms):', '',
+                  '| case | contender | wall | snapshot | copy | copy / limit | commit | pivot delay after '
+                  'READY | other (of which start-up) | tasks per VM | time on the overlay (median / max) |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|']
         for e in phased:
             p = e['phases']
-            lines.append('| %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s / %s |' % (
+            lines.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s / %s |' % (
                 case_title(results, e['case']), e['contender'], fmt(e['median']), fmt(p['snapshot']),
-                fmt(p['copy']), fmt(p['commit']), fmt(e.get('pivot_delay_median'), 3), fmt(p['other']),
-                fmt(p.get('startup')), p['tasks_per_vm'], fmt(e.get('overlay_median')), fmt(e.get('overlay_max'))))
+                fmt(p['copy']), fmt(e.get('copy_throughput')), fmt(p['commit']),
+                fmt(e.get('pivot_delay_median'), 3), fmt(p['other']), fmt(p.get('startup')),
+                p['tasks_per_vm'], fmt(e.get('overlay_median')), fmt(e.get('overlay_max'))))
         others = [e for e in summary if not e.get('phases') and e.get('overlay_median') is not None
                   and not e['case'].startswith('commit-')]
         if others:
