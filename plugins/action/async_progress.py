@@ -20,22 +20,9 @@ from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import progress_line
+
 display = Display()
-
-
-def _size(num):
-    for unit in ('B', 'KiB', 'MiB', 'GiB'):
-        if abs(num) < 1024:
-            return '%.1f %s' % (num, unit)
-        num /= 1024.0
-    return '%.1f TiB' % num
-
-
-def progress_line(label, done, total, ready=False):
-    if not total:
-        return '%s: running' % label
-    return '%s: %.1f%% (%s of %s)%s' % (label, 100.0 * done / total, _size(done), _size(total),
-                                        ', READY' if ready else '')
 
 
 def killed_module_result(result, jid):

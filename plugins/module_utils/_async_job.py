@@ -18,6 +18,7 @@ import json
 import os
 import time
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_record import size_text
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import alive, process_start
 
 CHECK_EVERY = 0.1
@@ -25,6 +26,14 @@ CHECK_EVERY = 0.1
 STARTUP_GRACE = 60
 # A suspicion of death must hold this long: a module that just ended writes its result a moment later.
 DEATH_GRACE = 3
+
+
+def progress_line(label, done, total, ready=False):
+    """``web01 copy of vda: 42.0% (8.4 GiB of 20.0 GiB)``, as async_progress prints it."""
+    if not total:
+        return '%s: running' % label
+    return '%s: %.1f%% (%s of %s)%s' % (label, 100.0 * done / total, size_text(done),
+                                        size_text(total), ', READY' if ready else '')
 
 
 def write_progress(path, record):

@@ -25,6 +25,29 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     undefined_meanwhile,
 )
 
+# The settings of a run, as backup_plan and backup_domains take them (doc fragment
+# virtops.libvirt.backup_settings). Paths are str: a relative one is refused by name, not expanded.
+SETTINGS_ARGUMENT_SPEC = dict(
+    domains=dict(type='raw', default='all'),
+    exclude_domains=dict(type='list', elements='str', default=[]),
+    tag=dict(type='str', default=''),
+    dest=dict(type='str', required=True),
+    exclude_disks=dict(type='list', elements='str', default=[]),
+    bandwidth=dict(type='int', default=0),
+    copy_bandwidth=dict(type='int', default=0),
+    timeout=dict(type='int', default=3600),
+    copy_timeout=dict(type='int', default=86400),
+    keep=dict(type='int', default=7),
+    keep_daily=dict(type='int', default=0),
+    keep_weekly=dict(type='int', default=0),
+    keep_monthly=dict(type='int', default=0),
+    lease=dict(type='int', default=120),
+    progress_interval=dict(type='int', default=10),
+    parallel=dict(type='int', default=2),
+    lock_dir=dict(type='str', default='/run/lock/virtops-libvirt'),
+    block_overlay_dir=dict(type='str', default='/var/lib/libvirt/images'),
+)
+
 # setting -> (lowest allowed value, what the value means)
 MINIMUMS = dict(
     bandwidth=(0, 'MiB/s of the commit, 0 unlimited'),

@@ -30,6 +30,7 @@ import threading
 import time
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import (
+    progress_line,
     read_json,
     write_progress,
 )
@@ -48,7 +49,6 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_prepare im
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_record import (
     manifest,
     ok_record,
-    size_text,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import finalize
 from ansible_collections.virtops.libvirt.plugins.module_utils._commit import CommitRun
@@ -72,7 +72,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._lock import (
 from ansible_collections.virtops.libvirt.plugins.module_utils._offline_repair import OfflineRepair
 from ansible_collections.virtops.libvirt.plugins.module_utils._retention import policy
 from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import SnapshotRun
-from ansible_collections.virtops.libvirt.plugins.module_utils._worker import Worker
+from ansible_collections.virtops.libvirt.plugins.module_utils._worker import LostLock, Worker
 
 try:
     import libvirt
@@ -410,7 +410,7 @@ class DomainRun(object):
                             if os.path.exists(path):
                                 os.unlink(path)
         except (LibvirtFailure, ChainError, libvirt.libvirtError) as exc:
-            if bandwidth == 0 or self._lost(exc):
+            if bandwidth == 0 or isinstance(exc, LostLock):
                 raise
             if self.running():
                 self.commit(target, top, bandwidth=0)
@@ -420,10 +420,6 @@ class DomainRun(object):
                 how = 'merged offline'
             self.notes.append('%s: %s after: %s' % (target, how, _message(exc)))
             return None
-
-    @staticmethod
-    def _lost(exc):
-        return 'is not held by this run any more' in _message(exc)
 
     def running(self):
         with LibvirtClient(self.p['uri']) as client:
@@ -475,13 +471,8 @@ def plan_run(params, work):
 
 
 def _line(name, kind, target, record):
-    total = int(record.get('bytes_total') or 0)
-    done = int(record.get('bytes_done') or 0)
-    if not total:
-        return '%s %s of %s: running' % (name, kind, target)
-    return '%s %s of %s: %.1f%% (%s of %s)%s' % (
-        name, kind, target, 100.0 * done / total, size_text(done), size_text(total),
-        ', READY' if record.get('ready') else '')
+    return progress_line('%s %s of %s' % (name, kind, target), int(record.get('bytes_done') or 0),
+                         int(record.get('bytes_total') or 0), bool(record.get('ready')))
 
 
 class Supervisor(object):

@@ -207,23 +207,24 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
-class BackgroundSha256(object):
-    """The sha256 of a file, computed in a thread while the caller does other work.
+class Background(object):
+    """``function(*args)`` in a thread while the caller does other work; ``result()`` waits.
 
-    hashlib releases the GIL on large updates, so the hash of the copy runs on one core
-    while ``qemu-img compare`` reads the same, freshly written and cached, data on another.
+    The copy is written once and then only read: its fsync (disk), its sha256 (hashlib
+    releases the GIL on large updates) and ``qemu-img compare`` (reading the freshly written,
+    cached data on another core) run at the same time.
     """
 
-    def __init__(self, path):
-        self._digest = None
+    def __init__(self, function, *args):
+        self._value = None
         self._error = None
-        self._thread = threading.Thread(target=self._run, args=(path,))
+        self._thread = threading.Thread(target=self._run, args=(function,) + args)
         self._thread.daemon = True
         self._thread.start()
 
-    def _run(self, path):
+    def _run(self, function, *args):
         try:
-            self._digest = sha256_file(path)
+            self._value = function(*args)
         except OSError as exc:
             self._error = exc
 
@@ -231,7 +232,7 @@ class BackgroundSha256(object):
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._digest
+        return self._value
 
 
 def _unlink(path):
@@ -352,14 +353,18 @@ class ImageCopy(object):
             if rc != 0:
                 raise LibvirtFailure('qemu-img convert of %s failed (rc=%d): %s' % (src, rc, stderr),
                                      rc=rc, cmd=argv)
-            # The copy is not written again: its hash, the comparison and the fsync overlap.
-            hashing = BackgroundSha256(partial) if p['checksum'] else None
-            if p['verify']:
-                self.verify(src, src_format, partial)
-            if self.attributes is not None:
-                # before the rename, so the copy appears with its mode and owner at once
-                self.attributes.prepare(partial, dest)
-            os.fsync(fd)
+            # The copy is not written again: its fsync, its hash and the comparison overlap.
+            syncing = Background(os.fsync, fd)
+            hashing = Background(sha256_file, partial) if p['checksum'] else None
+            try:
+                if p['verify']:
+                    self.verify(src, src_format, partial)
+                if self.attributes is not None:
+                    # before the rename, so the copy appears with its mode and owner at once
+                    self.attributes.prepare(partial, dest)
+            finally:
+                # the fd is closed below: never while the fsync still uses it
+                syncing.result()
             sha256 = hashing.result() if hashing else None
             stat = os.fstat(fd)
             os.rename(partial, dest)

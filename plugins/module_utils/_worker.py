@@ -32,6 +32,10 @@ LOCK_ARGUMENT_SPEC = dict(
 LOCK_REQUIRED_TOGETHER = [('lock', 'lock_owner')]
 
 
+class LostLock(LibvirtFailure):
+    """The run no longer holds the domain's lock: it was presumed dead and must stop."""
+
+
 def lost_message(path, holder):
     return ('the lock %s is not held by this run any more (%s): this run was presumed dead '
             'and stops here, changing nothing' % (
@@ -64,7 +68,7 @@ class Worker(object):
         try:
             record = register(self.path, self.owner, os.getpid(), self.what)
         except LockLost as exc:
-            raise LibvirtFailure(lost_message(self.path, exc.holder))
+            raise LostLock(lost_message(self.path, exc.holder))
         except OSError as exc:
             raise LibvirtFailure('cannot read the lock %s: %s' % (self.path, exc))
         if self.renew_lease:

@@ -33,12 +33,13 @@ description:
     started; the domains in progress are completed or brought back.
   - First every setting is checked and the domains are selected, as
     M(virtops.libvirt.backup_plan) does; settings that cannot work fail the module before any
-    domain is touched.
+    domain is touched. A named domain that does not exist fails alone.
   - The module does not fail when a domain fails; each domain has its result in RV(domains).
 author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
+  - virtops.libvirt.backup_settings
 attributes:
   check_mode:
     description:
@@ -55,50 +56,10 @@ attributes:
     support: full
     platforms: posix
 options:
-  domains:
-    description:
-      - The domains, as the role's C(live_backup_domains) - names, UUIDs or glob patterns, in
-        the order given - or V(all).
-      - A named domain that does not exist fails alone.
-    type: raw
-    default: all
-  exclude_domains:
-    description: Domains never backed up, names, UUIDs or glob patterns.
-    type: list
-    elements: str
-    default: []
-  tag:
-    description:
-      - Only domains tagged for backup in libvirt, with a C(<virtops:backup tags="..."/>)
-        metadata element (namespace C(https://github.com/virtops/libvirt)) or a C(#tag) in their
-        title or description.
-    type: str
-    default: ''
-  dest:
-    description: The backup root; each backup goes to C(<dest>/<domain name>/<UTC timestamp>/).
-    type: path
-    required: true
   lock_owner:
     description: This run's name in the per-domain locks, unique per run.
     type: str
     required: true
-  lock_dir:
-    description: Where the per-domain locks are, C(<lock_dir>/<uuid>.lock).
-    type: path
-    default: /run/lock/virtops-libvirt
-  lease:
-    description: Seconds of each lock's lease (see M(virtops.libvirt.backup_lock)).
-    type: int
-    default: 120
-  parallel:
-    description: Domains backed up at the same time.
-    type: int
-    default: 2
-  exclude_disks:
-    description: Disk targets not backed up, V(vdb) (any domain) or V(web01:vdb) (one domain).
-    type: list
-    elements: str
-    default: []
   offline:
     description: Shut-off domains have their images copied (V(copy)) or are skipped (V(skip)).
     type: str
@@ -122,53 +83,11 @@ options:
     description: Record a sha256 of each copy in the manifest.
     type: bool
     default: false
-  bandwidth:
-    description: MiB/s of the active commits; V(0) is unlimited.
-    type: int
-    default: 0
-  copy_bandwidth:
-    description: MiB/s read by each copy; V(0) is unlimited.
-    type: int
-    default: 0
-  timeout:
-    description: Seconds an active commit may take to reach READY; V(0) waits forever.
-    type: int
-    default: 3600
-  copy_timeout:
-    description: Seconds a copy of one image may take; a longer copy is stopped and fails.
-    type: int
-    default: 86400
-  keep:
-    description: Retention, as M(virtops.libvirt.backup_finalize)'s; V(0) keeps all.
-    type: int
-    default: 0
-  keep_daily:
-    description: Days whose newest backup is kept.
-    type: int
-    default: 0
-  keep_weekly:
-    description: ISO weeks whose newest backup is kept.
-    type: int
-    default: 0
-  keep_monthly:
-    description: Months whose newest backup is kept.
-    type: int
-    default: 0
-  block_overlay_dir:
-    description: Where the overlays of block-device disks go.
-    type: path
-    default: /var/lib/libvirt/images
   progress_file:
     description:
       - The job's progress file, read by M(virtops.libvirt.async_progress). Its directory must
         exist (the default O(lock_dir) is created).
     type: path
-  progress_interval:
-    description:
-      - The O(virtops.libvirt.async_progress#module:interval) of the wait; checked to be at most
-        half of O(lease), since every round trip of the wait renews the locks.
-    type: int
-    default: 10
   recover_only:
     description:
       - Back up nothing; only take each lock, bring a VM on overlays of ours back onto its own
@@ -274,8 +193,12 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import PlanError
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import (
+    SETTINGS_ARGUMENT_SPEC,
+    PlanError,
+)
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_run import Supervisor
+from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import COMPRESSIONS
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGUMENT_SPEC,
     LibvirtFailure,
@@ -287,30 +210,13 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import Q
 
 def argument_spec():
     spec = dict(
-        domains=dict(type='raw', default='all'),
-        exclude_domains=dict(type='list', elements='str', default=[]),
-        tag=dict(type='str', default=''),
-        progress_interval=dict(type='int', default=10),
-        dest=dict(type='path', required=True),
+        SETTINGS_ARGUMENT_SPEC,
         lock_owner=dict(type='str', required=True),
-        lock_dir=dict(type='path', default='/run/lock/virtops-libvirt'),
-        lease=dict(type='int', default=120),
-        parallel=dict(type='int', default=2),
-        exclude_disks=dict(type='list', elements='str', default=[]),
         offline=dict(type='str', choices=['copy', 'skip'], default='copy'),
         quiesce=dict(type='str', choices=list(QUIESCE_MODES), default='auto'),
-        compress=dict(type='str', choices=['none', 'zstd', 'zlib'], default='none'),
+        compress=dict(type='str', choices=list(COMPRESSIONS), default='none'),
         verify=dict(type='bool', default=False),
         checksum=dict(type='bool', default=False),
-        bandwidth=dict(type='int', default=0),
-        copy_bandwidth=dict(type='int', default=0),
-        timeout=dict(type='int', default=3600),
-        copy_timeout=dict(type='int', default=86400),
-        keep=dict(type='int', default=0),
-        keep_daily=dict(type='int', default=0),
-        keep_weekly=dict(type='int', default=0),
-        keep_monthly=dict(type='int', default=0),
-        block_overlay_dir=dict(type='path', default='/var/lib/libvirt/images'),
         progress_file=dict(type='path'),
         recover_only=dict(type='bool', default=False),
         # filled in by the action plugin: the controller that runs the play

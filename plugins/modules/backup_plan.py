@@ -30,6 +30,7 @@ author:
   - virtops.libvirt developers (@virtops)
 extends_documentation_fragment:
   - virtops.libvirt.connection
+  - virtops.libvirt.backup_settings
 attributes:
   check_mode:
     description: Read-only; runs the same in check mode.
@@ -41,87 +42,6 @@ attributes:
     description: Runs on the hypervisor.
     support: full
     platforms: posix
-options:
-  domains:
-    description: Names, UUIDs or glob patterns (V(web*)) of domains, or V(all).
-    type: raw
-    default: all
-  exclude_domains:
-    description: Names, UUIDs or glob patterns of domains never backed up.
-    type: list
-    elements: str
-    default: []
-    version_added: 0.2.0
-  tag:
-    description:
-      - Only the domains carrying this backup tag (see the description); empty for no tag rule.
-    type: str
-    default: ''
-    version_added: 0.2.0
-  dest:
-    description: The backup destination.
-    type: str
-    required: true
-  exclude_disks:
-    description: Disk targets to leave out, V(vdb) (any domain) or V(web01:vdb).
-    type: list
-    elements: str
-    default: []
-  bandwidth:
-    description: MiB/s of the active commit; 0 or more.
-    type: int
-    default: 0
-  copy_bandwidth:
-    description: MiB/s of the copy; 0 or more.
-    type: int
-    default: 0
-  timeout:
-    description: Seconds an active commit may take to reach READY; 0 or more.
-    type: int
-    default: 3600
-  copy_timeout:
-    description: Longest copy in seconds; 1 or more.
-    type: int
-    default: 86400
-  keep:
-    description: Backups kept per domain; 0 or more.
-    type: int
-    default: 7
-  keep_daily:
-    description: Days whose newest backup is kept; 0 or more.
-    type: int
-    default: 0
-    version_added: 0.2.0
-  keep_weekly:
-    description: ISO weeks whose newest backup is kept; 0 or more.
-    type: int
-    default: 0
-    version_added: 0.2.0
-  keep_monthly:
-    description: Months whose newest backup is kept; 0 or more.
-    type: int
-    default: 0
-    version_added: 0.2.0
-  lease:
-    description: Lock lease in seconds; 10 or more, and at least twice O(progress_interval).
-    type: int
-    default: 120
-  progress_interval:
-    description: Seconds between progress lines; 1 or more.
-    type: int
-    default: 10
-  parallel:
-    description: Domains backed up at the same time; 1 or more.
-    type: int
-    default: 2
-  lock_dir:
-    description: Directory of the per-domain locks; absolute.
-    type: str
-    default: /run/lock/virtops-libvirt
-  block_overlay_dir:
-    description: Directory of block-device overlays; absolute.
-    type: str
-    default: /var/lib/libvirt/images
 seealso:
   - module: virtops.libvirt.domain_disk_info
 """
@@ -149,7 +69,11 @@ domains:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import PlanError, plan
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import (
+    SETTINGS_ARGUMENT_SPEC,
+    PlanError,
+    plan,
+)
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGUMENT_SPEC,
     LibvirtFailure,
@@ -158,26 +82,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
 
 
 def main():
-    spec = dict(
-        domains=dict(type='raw', default='all'),
-        exclude_domains=dict(type='list', elements='str', default=[]),
-        tag=dict(type='str', default=''),
-        dest=dict(type='str', required=True),
-        exclude_disks=dict(type='list', elements='str', default=[]),
-        bandwidth=dict(type='int', default=0),
-        copy_bandwidth=dict(type='int', default=0),
-        timeout=dict(type='int', default=3600),
-        copy_timeout=dict(type='int', default=86400),
-        keep=dict(type='int', default=7),
-        keep_daily=dict(type='int', default=0),
-        keep_weekly=dict(type='int', default=0),
-        keep_monthly=dict(type='int', default=0),
-        lease=dict(type='int', default=120),
-        progress_interval=dict(type='int', default=10),
-        parallel=dict(type='int', default=2),
-        lock_dir=dict(type='str', default='/run/lock/virtops-libvirt'),
-        block_overlay_dir=dict(type='str', default='/var/lib/libvirt/images'),
-    )
+    spec = dict(SETTINGS_ARGUMENT_SPEC)
     spec.update(CONNECTION_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     ensure_libvirt(module)

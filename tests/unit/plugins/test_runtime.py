@@ -45,6 +45,6 @@ def test_redirects_name_existing_modules():
 
 def test_domain_options_have_the_name_alias():
     for name in MODULES:
-        options = documentation(name)['options'] or {}
+        options = documentation(name).get('options') or {}
         if 'domain' in options:
             assert options['domain'].get('aliases') == ['name'], name

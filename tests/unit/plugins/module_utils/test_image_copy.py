@@ -20,7 +20,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _image_copy
 from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import (
-    BackgroundSha256,
+    Background,
     ImageCopy,
     ProgressParser,
     compare_args,
@@ -29,6 +29,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import
     option_errors,
     progress_record,
     run_convert,
+    sha256_file,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._file_args import FileAttributes
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
@@ -255,9 +256,9 @@ def test_convert_argv_without_force_share_takes_the_image_lock():
 def test_background_sha256_matches_and_reports_errors(tmp_path):
     data = tmp_path / 'copy.qcow2'
     data.write_bytes(b'x' * (3 << 20))
-    assert BackgroundSha256(str(data)).result() == hashlib.sha256(b'x' * (3 << 20)).hexdigest()
+    assert Background(sha256_file, str(data)).result() == hashlib.sha256(b'x' * (3 << 20)).hexdigest()
     with pytest.raises(OSError):
-        BackgroundSha256(str(tmp_path / 'missing')).result()
+        Background(sha256_file, str(tmp_path / 'missing')).result()
 
 
 def nobody():

@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.virtops.libvirt.plugins.action.async_progress import progress_line
+from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import progress_line
 
 
 def test_progress_line():
     assert progress_line('web01 copy of vda', 0, 0) == 'web01 copy of vda: running'
     assert progress_line('c', 512 * 1024 ** 2, 2 * 1024 ** 3) == 'c: 25.0% (512.0 MiB of 2.0 GiB)'
-    assert progress_line('c', 10, 10, ready=True) == 'c: 100.0% (10.0 B of 10.0 B), READY'
+    assert progress_line('c', 10, 10, ready=True) == 'c: 100.0% (10 Bytes of 10 Bytes), READY'
