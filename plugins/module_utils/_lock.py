@@ -274,10 +274,15 @@ def renew(path, owner, lease=None):
 
 
 def register(path, owner, pid, what):
-    """Check that ``owner`` holds the lock and record ``pid`` as one of its workers, atomically."""
-    now = time.time()
+    """Check that ``owner`` holds the lock and record ``pid`` as one of its workers, atomically.
+
+    A lease that ran out, or a controller that is gone, does not stop the owner's workers while
+    no other run has taken the lock: the domain's process of a cancelled run still brings its VM
+    back onto its own images. A taker records itself first and then stops the workers recorded
+    here, so the two never drive the same disk.
+    """
     with _record(path, create=False) as (record, save):
-        if record.get('owner') != owner or holder_state(record, now) != 'held':
+        if record.get('owner') != owner:
             raise LockLost(record)
         workers = [w for w in record.get('workers') or [] if alive(w) and w.get('pid') != pid]
         workers.append(dict(identity(pid), what=what))

@@ -100,6 +100,21 @@ def test_an_expired_lease_frees_the_lock(path):
         register(path, 'run-1', os.getpid(), 'late work')
 
 
+def test_the_owner_of_a_lease_that_ran_out_works_on_until_it_is_taken(path, dead_pid):
+    acquire(path, 'run-1', 60, local_controller(dead_pid))
+    record = read_record(path)
+    record['expires'] = time.time() - 1
+    with open(path, 'w') as handle:
+        json.dump(record, handle)
+    worker = sleeper()
+    register(path, 'run-1', worker.pid, 'commit back after a cancel')
+    assert [w['pid'] for w in read_record(path)['workers']] == [worker.pid]
+    dummy, previous = acquire(path, 'run-2', 60, stop_timeout=5)
+    assert [w['pid'] for w in previous['stopped']] == [worker.pid] and worker.wait(5) is not None
+    with pytest.raises(LockLost):
+        register(path, 'run-1', os.getpid(), 'too late')
+
+
 def test_a_remote_holder_that_stops_renewing_is_waited_for(path):
     acquire(path, 'run-1', 2, dict(host='elsewhere', boot_id='other', pid=1, start=1))
     started = time.monotonic()
