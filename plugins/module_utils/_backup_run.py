@@ -222,7 +222,8 @@ class DomainRun(object):
         with self.step('completion of %s' % prepared['path']):
             final = finalize(prepared['path'], the_manifest, retention)
         self._phase('finalize', started)
-        return ok_record(the_manifest, final, self.notes)
+        return dict(ok_record(the_manifest, final, self.notes),
+                    quiesce_error=snapshot.get('quiesce_error') if snapshot else None)
 
     def _recover(self, previous):
         overlays = self.bring_back()

@@ -170,6 +170,12 @@ domains:
       type: list
       elements: str
       returned: for a completed backup
+    quiesce_error:
+      description:
+        - Why the snapshot of a running domain was not quiesced (O(quiesce=auto) and no guest
+          agent answered), as libvirt said it; V(null) when it was quiesced or not tried.
+      type: str
+      returned: for a completed backup
     notes:
       description: What went differently, for example a commit done again unthrottled.
       type: list
