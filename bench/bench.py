@@ -22,7 +22,7 @@ Contenders, alternated within each repetition, cold cache (``sync; echo 3 >
   ``live_backup_parallel``, ``role par=1`` next to ``role`` (its default).
 
 Environment: BENCH_QUICK=1 (1 repetition, small cases), BENCH_REPS, BENCH_BUDGET (seconds
-by which further repetitions and the scale points must end, default 780, quick 230),
+by which further repetitions and the scale points must end, default 720, quick 230),
 BENCH_RUN_TIMEOUT (bound of one measured run, default 600, quick 300), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
 (bench/output), BENCH_FLOOR (run bench/ansible_floor.py first: what Ansible itself costs per task on
 the local and ssh connections, with and without pipelining; default 1 in full mode, 0 in quick
@@ -70,7 +70,7 @@ MiB = 1024 * 1024
 
 QUICK = os.environ.get('BENCH_QUICK', '0') not in ('', '0')
 REPS = int(os.environ.get('BENCH_REPS', '1' if QUICK else '3'))
-BUDGET = float(os.environ.get('BENCH_BUDGET', '230' if QUICK else '780'))
+BUDGET = float(os.environ.get('BENCH_BUDGET', '230' if QUICK else '720'))
 RUN_TIMEOUT = float(os.environ.get('BENCH_RUN_TIMEOUT', '300' if QUICK else '600'))
 # bench/ansible_floor.py (what Ansible itself costs per task), before the VMs: full mode, or BENCH_FLOOR=1.
 FLOOR = os.environ.get('BENCH_FLOOR', '0' if QUICK else '1') not in ('', '0')
