@@ -133,8 +133,10 @@ def test_two_runs(make_case, other_dest, rep):
     fast on the lock, the other must succeed."""
     case = make_case('two-%s' % ('other' if other_dest else 'same'), rep)
     case.start_writer()
-    first = case.extravars(live_backup_bandwidth=2)
-    second = case.extravars(live_backup_bandwidth=2,
+    # A throttled copy keeps the first run's lock for seconds: the runs overlap however fast
+    # the rest of a run is (an unthrottled one holds the lock for about a second).
+    first = case.extravars(live_backup_bandwidth=2, live_backup_copy_bandwidth=16)
+    second = case.extravars(live_backup_bandwidth=2, live_backup_copy_bandwidth=16,
                             live_backup_dest=str(case.dir / 'dest2') if other_dest else str(case.dest))
     (case.dir / 'dest2').mkdir()
     if other_dest:
