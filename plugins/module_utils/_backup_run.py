@@ -25,6 +25,7 @@ import glob
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -51,12 +52,18 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_record imp
     ok_record,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import finalize
-from ansible_collections.virtops.libvirt.plugins.module_utils._commit import CommitRun
+from ansible_collections.virtops.libvirt.plugins.module_utils._commit import (
+    CommitRun,
+    signals_deferred,
+)
 from ansible_collections.virtops.libvirt.plugins.module_utils._chain import ChainError
 from ansible_collections.virtops.libvirt.plugins.module_utils._disk_info import domain_facts
 from ansible_collections.virtops.libvirt.plugins.module_utils._failpoint import failpoint
 from ansible_collections.virtops.libvirt.plugins.module_utils._forked import Child
-from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import ImageCopy
+from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import (
+    ImageCopy,
+    die_with_parent,
+)
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     LibvirtClient,
     LibvirtFailure,
@@ -65,11 +72,13 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._lock import (
     LockBusy,
     acquire,
     busy_message,
+    controller_gone,
     holder_state,
     read_record,
     release,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._offline_repair import OfflineRepair
+from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg
 from ansible_collections.virtops.libvirt.plugins.module_utils._retention import policy
 from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import SnapshotRun
 from ansible_collections.virtops.libvirt.plugins.module_utils._worker import LostLock, Worker
@@ -82,12 +91,38 @@ except ImportError:  # pragma: no cover - ensure_libvirt reports it
 SUFFIX = 'virtops-backup'
 TICK = 0.1
 PROGRESS_EVERY = 0.5
-# Seconds a child that was asked to stop gets before it is killed.
-STOP_GRACE = 30
 
 
-class Interrupted(Exception):
-    """SIGTERM reached the domain's process: the copies stop, the overlays are committed back."""
+class Interrupted(BaseException):
+    """SIGTERM reached the domain's process: the copies stop, the overlays are committed back.
+
+    A BaseException, so that no ``except Exception`` on the way (AnsibleModule.run_command
+    turns those into fail_json) takes it for an ordinary error.
+    """
+
+
+class ChildQemuImg(QemuImg):
+    """``qemu-img`` for a domain's process: killed with it, and killed when it is interrupted.
+
+    AnsibleModule.run_command would turn an interruption into fail_json (an exit, with JSON on
+    the job's stdout) and leave its qemu-img running.
+    """
+
+    def run(self, args, what):
+        argv = [self.binary] + list(args)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, preexec_fn=die_with_parent,
+                                env=dict(os.environ, LANG='C', LC_ALL='C'))
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        out, err = out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
+        if proc.returncode != 0:
+            raise LibvirtFailure('%s failed: %s' % (what, (err or out).strip()), rc=proc.returncode)
+        return out
 
 
 def _interrupted(signum, dummy_frame):
@@ -153,15 +188,21 @@ class DomainRun(object):
         if not self.uuid:
             return failure_record(self.name, 'domain %s not found at %s' % (self.name, self.p['uri']))
         signal.signal(signal.SIGTERM, _interrupted)
+        taken = []
         try:
             # Takes over at once from a dead run whose controller ran here (stopping what it
-            # left running), waits for the lease of one from elsewhere.
-            dummy, previous = acquire(self.lock, self.p['owner'], self.p['lease'],
-                                      self.p['controller'], self.p['lease'] + 10)
+            # left running), waits for the lease of one from elsewhere. Not interrupted
+            # between taking a dead run's lock and stopping its processes.
+            with signals_deferred():
+                taken.append(acquire(self.lock, self.p['owner'], self.p['lease'],
+                                     self.p['controller'], self.p['lease'] + 10))
         except LockBusy as exc:
             return failure_record(self.name, busy_message(self.lock, exc.holder, exc.why))
         except (OSError, Interrupted) as exc:
+            if taken:
+                self._release({})
             return failure_record(self.name, 'cannot lock %s: %s' % (self.lock, _message(exc)))
+        previous = taken[0][1]
         try:
             record = self._recover(previous) if self.p['recover_only'] else self._backup()
         except BaseException as exc:  # pylint: disable=broad-except
@@ -175,12 +216,15 @@ class DomainRun(object):
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         record['timeline'] = self.timeline
+        self._release(record)
+        return record
+
+    def _release(self, record):
         try:
             release(self.lock, self.p['owner'])
         except (LockBusy, OSError) as exc:
             record.setdefault('warnings', []).append('the lock %s was not released: %s' % (
                 self.lock, exc))
-        return record
 
     def step(self, what):
         """Check that the run still holds the lock and record this process in it (for good)."""
@@ -203,6 +247,7 @@ class DomainRun(object):
             return dict(domain=self.name, status='skipped', summary=prepared['summary'], bytes=0,
                         seconds=0, consistency=None, path=None)
         snapshot = None
+        failed = None
         try:
             if prepared['domain']['running']:
                 snapshot = self.snapshot(prepared)
@@ -211,10 +256,20 @@ class DomainRun(object):
             else:
                 sources = [(disk['target'], disk['source']) for disk in prepared['disks']]
             copies = self.copy(prepared, sources)
+        except BaseException as exc:
+            failed = exc
+            raise
         finally:
             if snapshot:
-                self.commit_back([(disk['target'], disk['overlay']) for disk in snapshot['disks']
-                                  if disk['status'] == 'snapshotted'])
+                try:
+                    self.commit_back([(disk['target'], disk['overlay'])
+                                      for disk in snapshot['disks']
+                                      if disk['status'] == 'snapshotted'])
+                except BaseException as exc:
+                    if failed is None:
+                        raise
+                    # the copy's error first: it is why the backup failed
+                    raise LibvirtFailure('%s; then: %s' % (_message(failed), _message(exc)))
         started = time.time()
         the_manifest = manifest(prepared, snapshot, copies)
         retention = policy(last=self.p['keep'], daily=self.p['keep_daily'],
@@ -308,15 +363,17 @@ class DomainRun(object):
         running = prepared['domain']['running']
         results = [None] * len(sources)
         errors = []
-        pids = []
+        running = {}  # index -> pid of the copy's qemu-img while it runs
 
         with self.step('copies of %s' % self.name) as worker:
             class Recorder(object):
-                """Records the copies' qemu-img in the lock and here, to stop them."""
+                """Records a copy's qemu-img in the lock and here, to stop it."""
 
-                @staticmethod
-                def add(pid, what):
-                    pids.append(pid)
+                def __init__(self, index):
+                    self.index = index
+
+                def add(self, pid, what):
+                    running[self.index] = pid
                     worker.add(pid, what)
 
             def one(index, target, source):
@@ -329,20 +386,24 @@ class DomainRun(object):
                               # cannot start mid-copy.
                               force_share=running, bandwidth=self.p['copy_bandwidth'])
                 try:
-                    results[index] = ImageCopy(self.qemu, params, Recorder()).run()
+                    results[index] = ImageCopy(self.qemu, params, Recorder(index)).run()
                 except BaseException as exc:  # pylint: disable=broad-except
                     errors.append('copy of %s: %s' % (target, _message(exc)))
+                finally:
+                    # its qemu-img has been waited for: the pid may be another process's soon
+                    running.pop(index, None)
 
             def stop_copies():
-                timed_out.append(True)
-                _kill(pids)
+                if running:
+                    timed_out.append(True)
+                    _kill(list(running.values()))
 
             timed_out = []
             timer = threading.Timer(self.p['copy_timeout'], stop_copies)
             timer.daemon = True
             timer.start()
             try:
-                self._copy_all(one, sources, pids)
+                self._copy_all(one, sources, running)
             finally:
                 timer.cancel()
         self._phase('copy', started)
@@ -354,7 +415,7 @@ class DomainRun(object):
         return results
 
     @staticmethod
-    def _copy_all(one, sources, pids):
+    def _copy_all(one, sources, running):
         """Run ``one`` for each disk: in this thread for one disk, else a thread each."""
         if len(sources) == 1:
             one(0, *sources[0])
@@ -368,7 +429,7 @@ class DomainRun(object):
                     while thread.is_alive():
                         thread.join(TICK)
             except BaseException:
-                _kill(pids)
+                _kill(list(running.values()))
                 for thread in threads:
                     thread.join()
                 raise
@@ -492,20 +553,39 @@ class Supervisor(object):
         self.last_progress = 0
 
     def _start(self, index, params):
-        work = os.path.join(self.work, str(index))
-        os.makedirs(work, exist_ok=True)
+        """Fork the domain's process; False (and the domain failed) when that fails."""
         entry = self.domains[index]
-        run = DomainRun(params, entry, self.qemu)
-        self.children[index] = Child(run.run, os.path.join(work, 'result.json'), key=index)
+        try:
+            work = os.path.join(self.work, str(index))
+            os.makedirs(work, exist_ok=True)
+            run = DomainRun(params, entry, self.qemu)
+            self.children[index] = Child(run.run, os.path.join(work, 'result.json'), key=index)
+        except OSError as exc:
+            error = 'cannot start the process of %s: %s' % (entry['name'], exc)
+            if self.results[index] is None:
+                self.results[index] = failure_record(entry['name'], error)
+            else:
+                self.results[index]['error'] += '; then its recovery: ' + error
+                self.results[index]['summary'] = self.results[index]['error']
+            return False
+        return True
 
-    def waiter_gone(self):
-        """True when nobody has waited for this job for a lease: the run is dead (cancelled)."""
+    def run_gone(self):
+        """True once the run is gone (cancelled, or its controller died): start no domain.
+
+        Its controller, when it runs on this machine, is watched directly. Otherwise the wait
+        (async_progress) touches the waiter file at every round trip: a wait that began and then
+        stopped for a lease is a dead run. A wait that has not begun is not: with more hosts
+        than forks, a host's wait starts only when a fork frees up.
+        """
+        if controller_gone(self.p.get('controller')):
+            return True
         if not self.waiter:
             return False
         try:
             seen = os.stat(self.waiter).st_mtime
         except OSError:
-            seen = self.started
+            return False
         return time.time() - seen > self.p['lease']
 
     def select(self):
@@ -525,10 +605,10 @@ class Supervisor(object):
         while pending or self.children:
             while pending and len(self.children) < self.p['parallel']:
                 index = pending.pop(0)
-                if self.waiter_gone():
+                if self.run_gone():
                     self.results[index] = failure_record(
                         self.domains[index]['name'],
-                        'not started: the run stopped waiting for its backup job (cancelled?)')
+                        'not started: the run is gone (cancelled, or its controller died)')
                     continue
                 self._start(index, self.p)
             for index, child in list(self.children.items()):
@@ -586,20 +666,23 @@ class Supervisor(object):
                     total += int(record.get('bytes_total') or 0)
         locks = [lock_path(self.p['lock_dir'], self.domains[index]['uuid'])
                  for index in sorted(self.children) if self.domains[index].get('uuid')]
-        write_progress(path, dict(phase='running', lines=lines, bytes_done=done, bytes_total=total,
-                                  locks=locks,
-                                  finished=len([r for r in self.results if r is not None]),
-                                  domains=len(self.domains)))
+        try:
+            write_progress(path, dict(phase='running', lines=lines, bytes_done=done,
+                                      bytes_total=total, locks=locks,
+                                      finished=len([r for r in self.results if r is not None]),
+                                      domains=len(self.domains)))
+        except OSError:
+            pass  # progress is for the eyes; a full lock directory must not stop the backups
 
     def close(self):
-        """Stop the children still running (only after an error of the supervisor), clean up."""
+        """Stop the children still running (only after an error of the supervisor), clean up.
+
+        SIGTERM makes a domain's process stop its copies and bring its VM back; that is waited
+        for (each commit is bounded by ``timeout``), never cut short.
+        """
         for child in self.children.values():
             child.signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
         while any(not child.poll() for child in self.children.values()):
-            if time.monotonic() > deadline:
-                for child in self.children.values():
-                    child.signal(signal.SIGKILL)
             time.sleep(TICK)
         shutil.rmtree(self.work, ignore_errors=True)
         for path in filter(None, (self.p['progress_file'], self.waiter)):

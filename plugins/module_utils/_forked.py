@@ -23,14 +23,18 @@ import traceback
 from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import read_json
 
 
+try:
+    import ctypes
+    _PRCTL = ctypes.CDLL(None).prctl  # looked up before any fork
+except (ImportError, OSError, AttributeError):  # pragma: no cover - not Linux
+    _PRCTL = None
+
+
 def _term_with_parent():
     """SIGTERM when the parent dies, so a domain's process winds down (and brings its VM back)
     instead of working on for a job whose result nobody reads."""
-    try:
-        import ctypes  # pylint: disable=import-outside-toplevel
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Child(object):
@@ -40,14 +44,15 @@ class Child(object):
         self.key = key
         self.result_file = result_file
         self.status = None
-        for path in (result_file, result_file + '.tmp'):
+        for path in (result_file, result_file + '.tmp', result_file + '.error'):
             if os.path.exists(path):
                 os.unlink(path)
+        parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - runs in the child
-            self._child(function)
+            self._child(function, parent)
 
-    def _child(self, function):
+    def _child(self, function, parent):
         code = 0
         try:
             # The parent's handlers (Ansible's, for instance) are not this child's.
@@ -55,6 +60,8 @@ class Child(object):
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             _term_with_parent()
+            if os.getppid() != parent:  # the parent died before the line above
+                os.kill(os.getpid(), signal.SIGTERM)
             result = function()
             tmp = self.result_file + '.tmp'
             with open(tmp, 'w') as handle:

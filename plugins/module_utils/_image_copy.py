@@ -132,13 +132,18 @@ def describe(params, src_format):
     return what + ')'
 
 
-def _die_with_parent():
+try:
+    import ctypes
+    # Looked up once, here: a child forked from a process with threads must not load libraries.
+    _PRCTL = ctypes.CDLL(None).prctl
+except (ImportError, OSError, AttributeError):  # pragma: no cover - not Linux
+    _PRCTL = None
+
+
+def die_with_parent():
     """In the child: the kernel kills qemu-img when the module is killed (SIGKILL included)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def run_convert(argv, on_tick=None, interval=PROGRESS_INTERVAL, pass_fds=(), on_start=None):
@@ -149,7 +154,7 @@ def run_convert(argv, on_tick=None, interval=PROGRESS_INTERVAL, pass_fds=(), on_
     # umask: whatever qemu-img creates is private (the partial file already is).
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, umask=0o077, pass_fds=pass_fds,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
     try:
         if on_start:
             on_start(proc.pid)
@@ -229,7 +234,12 @@ class Background(object):
             self._error = exc
 
     def result(self):
-        self._thread.join()
+        try:
+            self._thread.join()
+        except BaseException:
+            # interrupted: the caller must not close what the thread still uses (the fsync's fd)
+            self._thread.join()
+            raise
         if self._error is not None:
             raise self._error
         return self._value

@@ -162,10 +162,12 @@ def main():
     if params['progress_file'] and params['lock_owner'] and not module.check_mode:
         # A backup_domains job: its locks are listed in its progress file, and it starts no
         # further domain once nobody waits for it.
-        others += (read_json(params['progress_file']) or {}).get('locks') or []
-        with contextlib.suppress(OSError):
-            with open(params['progress_file'] + '.waiter', 'w'):
-                pass
+        progress = read_json(params['progress_file'])
+        if progress is not None:  # the job runs (it removes both files when it ends)
+            others += progress.get('locks') or []
+            with contextlib.suppress(OSError):
+                with open(params['progress_file'] + '.waiter', 'w'):
+                    pass
     for other in [] if module.check_mode else others:
         with contextlib.suppress(LockLost, OSError):
             renew(other, params['lock_owner'])

@@ -28,8 +28,8 @@ description:
     new one brings the VM back.
   - Run it with C(async) and C(poll=0) and wait with M(virtops.libvirt.async_progress) given the
     same O(progress_file) and O(lock_owner). The wait prints one line per running copy and commit
-    and renews the locks of the domains in progress. When nobody has waited for the job for
-    O(lease) seconds (the run was cancelled or its controller died), no further domain is
+    and renews the locks of the domains in progress. Once the run is gone - its controller, on
+    this machine, has exited, or the wait stopped for O(lease) seconds - no further domain is
     started; the domains in progress are completed or brought back.
   - First every setting is checked and the domains are selected, as
     M(virtops.libvirt.backup_plan) does; settings that cannot work fail the module before any
@@ -203,14 +203,16 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan impor
     SETTINGS_ARGUMENT_SPEC,
     PlanError,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._backup_run import Supervisor
+from ansible_collections.virtops.libvirt.plugins.module_utils._backup_run import (
+    ChildQemuImg,
+    Supervisor,
+)
 from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import COMPRESSIONS
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGUMENT_SPEC,
     LibvirtFailure,
     ensure_libvirt,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg
 from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import QUIESCE_MODES
 
 
@@ -239,7 +241,7 @@ def main():
     if isinstance(params['domains'], str) and params['domains'] != 'all':
         params['domains'] = [params['domains']]
     waiter = params['progress_file'] + '.waiter' if params['progress_file'] else None
-    supervisor = Supervisor(params, QemuImg(module), waiter)
+    supervisor = Supervisor(params, ChildQemuImg(module), waiter)
     try:
         try:
             supervisor.select()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -20,6 +22,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_run import
     _line,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._forked import Child
+from ansible_collections.virtops.libvirt.plugins.module_utils._lock import boot_id, identity
 
 
 class FakeRun(object):
@@ -118,7 +121,22 @@ def test_no_domain_starts_once_nobody_waits(params, tmp_path):
     os.utime(str(waiter), (old, old))
     results = run(params, ['ok1', 'ok2'], waiter=str(waiter))
     assert [r['status'] for r in results] == ['failed', 'failed']
-    assert 'stopped waiting' in results[0]['error']
+    assert 'the run is gone' in results[0]['error']
+    assert starts(params) == []
+
+
+def test_a_wait_that_has_not_begun_stops_nothing(params, tmp_path):
+    # more hosts than forks: this host's wait starts when a fork frees up
+    waiter = tmp_path / 'job.progress.waiter'
+    assert [r['status'] for r in run(params, ['ok1', 'ok2'], waiter=str(waiter))] == ['ok'] * 2
+
+
+def test_no_domain_starts_once_the_local_controller_is_gone(params):
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    params['controller'] = dict(identity(dead.pid), host='here', boot_id=boot_id())
+    results = run(params, ['ok1'])
+    assert results[0]['status'] == 'failed' and 'the run is gone' in results[0]['error']
     assert starts(params) == []
 
 
