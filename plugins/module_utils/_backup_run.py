@@ -80,7 +80,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._lock import (
 from ansible_collections.virtops.libvirt.plugins.module_utils._offline_repair import OfflineRepair
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import QemuImg
 from ansible_collections.virtops.libvirt.plugins.module_utils._retention import policy
-from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import SnapshotRun
+from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import DEFAULT_SUFFIX, SnapshotRun
 from ansible_collections.virtops.libvirt.plugins.module_utils._worker import LostLock, Worker
 
 try:
@@ -88,7 +88,6 @@ try:
 except ImportError:  # pragma: no cover - ensure_libvirt reports it
     libvirt = None
 
-SUFFIX = 'virtops-backup'
 TICK = 0.1
 PROGRESS_EVERY = 0.5
 
@@ -178,7 +177,7 @@ class DomainRun(object):
         self.uuid = entry.get('uuid')
         self.qemu = qemu
         self.lock = lock_path(params['lock_dir'], self.uuid) if self.uuid else None
-        self.locked = dict(lock=self.lock, lock_owner=params['owner'])
+        self.locked = dict(lock=self.lock, lock_owner=params['lock_owner'])
         self.notes = []
         self.timeline = {}
 
@@ -194,7 +193,7 @@ class DomainRun(object):
             # left running), waits for the lease of one from elsewhere. Not interrupted
             # between taking a dead run's lock and stopping its processes.
             with signals_deferred():
-                taken.append(acquire(self.lock, self.p['owner'], self.p['lease'],
+                taken.append(acquire(self.lock, self.p['lock_owner'], self.p['lease'],
                                      self.p['controller'], self.p['lease'] + 10))
         except LockBusy as exc:
             return failure_record(self.name, busy_message(self.lock, exc.holder, exc.why))
@@ -221,7 +220,7 @@ class DomainRun(object):
 
     def _release(self, record):
         try:
-            release(self.lock, self.p['owner'])
+            release(self.lock, self.p['lock_owner'])
         except (LockBusy, OSError) as exc:
             record.setdefault('warnings', []).append('the lock %s was not released: %s' % (
                 self.lock, exc))
@@ -306,7 +305,7 @@ class DomainRun(object):
             if self.p['recover_only']:
                 return self._recover_preview()
             plan, disks, dummy = read_domain(self.p['uri'], self.uuid, self.qemu,
-                                             self.p['exclude_disks'], self.p['offline'], SUFFIX)
+                                             self.p['exclude_disks'], self.p['offline'], DEFAULT_SUFFIX)
             if plan['action'] == SKIP:
                 return dict(domain=self.name, status='skipped', summary=plan['summary'],
                             plan=None, bytes=0, seconds=0, consistency=None, path=None)
@@ -324,7 +323,7 @@ class DomainRun(object):
         if state == 'held':
             return failure_record(self.name, busy_message(self.lock, holder))
         with LibvirtClient(self.p['uri']) as client:
-            domain = domain_facts(client.domain(self.uuid), self.qemu, SUFFIX)[0]
+            domain = domain_facts(client.domain(self.uuid), self.qemu, DEFAULT_SUFFIX)[0]
         overlays = list(domain['backup_overlays'])
         partials = stale_partials(os.path.join(self.p['dest'], self.name))
         parts = ['lock of the dead run %s would be taken over' % holder.get('owner')] \
@@ -342,13 +341,13 @@ class DomainRun(object):
         """Read the domain, decide, and for a backup start its directory (``backup_prepare``)."""
         with self.step('start of the backup of %s' % self.name):
             plan, dummy, xml = read_domain(self.p['uri'], self.uuid, self.qemu,
-                                           self.p['exclude_disks'], self.p['offline'], SUFFIX)
+                                           self.p['exclude_disks'], self.p['offline'], DEFAULT_SUFFIX)
             return start(plan, self.p['dest'], xml) if plan['action'] == BACKUP else plan
 
     def snapshot(self, prepared):
         started = time.time()
         params = dict(uri=self.p['uri'], domain=self.uuid, disks=None, exclude=prepared['exclude'],
-                      quiesce=self.p['quiesce'], suffix=SUFFIX,
+                      quiesce=self.p['quiesce'], suffix=DEFAULT_SUFFIX,
                       block_overlay_dir=self.p['block_overlay_dir'], **self.locked)
         with self.step('snapshot of %s' % self.name):
             with LibvirtClient(self.p['uri']) as client:
@@ -490,12 +489,13 @@ class DomainRun(object):
     def offline_repair(self):
         with self.step('offline repair of %s' % self.name):
             with LibvirtClient(self.p['uri']) as client:
-                return OfflineRepair(client, self.qemu, dict(domain=self.uuid, suffix=SUFFIX)).run(False)
+                return OfflineRepair(client, self.qemu,
+                                     dict(domain=self.uuid, suffix=DEFAULT_SUFFIX)).run(False)
 
     def bring_back(self):
         """Every disk on an overlay of ours back onto its own image; the targets brought back."""
         with LibvirtClient(self.p['uri']) as client:
-            domain, disks = domain_facts(client.domain(self.uuid), self.qemu, SUFFIX)
+            domain, disks = domain_facts(client.domain(self.uuid), self.qemu, DEFAULT_SUFFIX)
         if not domain['backup_overlays']:
             return []
         if domain['running']:
@@ -549,7 +549,6 @@ class Supervisor(object):
         self.results = []
         self.children = {}
         self.waiter = waiter
-        self.started = time.time()
         self.last_progress = 0
 
     def _start(self, index, params):
@@ -559,7 +558,7 @@ class Supervisor(object):
             work = os.path.join(self.work, str(index))
             os.makedirs(work, exist_ok=True)
             run = DomainRun(params, entry, self.qemu)
-            self.children[index] = Child(run.run, os.path.join(work, 'result.json'), key=index)
+            self.children[index] = Child(run.run, os.path.join(work, 'result.json'))
         except OSError as exc:
             error = 'cannot start the process of %s: %s' % (entry['name'], exc)
             if self.results[index] is None:

@@ -30,18 +30,16 @@ except (ImportError, OSError, AttributeError):  # pragma: no cover - not Linux
     _PRCTL = None
 
 
-def _term_with_parent():
-    """SIGTERM when the parent dies, so a domain's process winds down (and brings its VM back)
-    instead of working on for a job whose result nobody reads."""
+def parent_death_signal(signum):
+    """In a child: the kernel sends ``signum`` when the parent dies (PR_SET_PDEATHSIG)."""
     if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        _PRCTL(1, signum)
 
 
 class Child(object):
     """A forked child running ``function()``; its return value is written to ``result_file``."""
 
-    def __init__(self, function, result_file, key=None):
-        self.key = key
+    def __init__(self, function, result_file):
         self.result_file = result_file
         self.status = None
         for path in (result_file, result_file + '.tmp', result_file + '.error'):
@@ -59,7 +57,8 @@ class Child(object):
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            _term_with_parent()
+            # a domain's process winds down (and brings its VM back) when the job dies
+            parent_death_signal(signal.SIGTERM)
             if os.getppid() != parent:  # the parent died before the line above
                 os.kill(os.getpid(), signal.SIGTERM)
             result = function()

@@ -29,6 +29,7 @@ import time
 from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import write_progress
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import fsync_dir
 from ansible_collections.virtops.libvirt.plugins.module_utils._file_args import file_arg_errors
+from ansible_collections.virtops.libvirt.plugins.module_utils._forked import parent_death_signal
 from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import backing_file
 
@@ -132,18 +133,9 @@ def describe(params, src_format):
     return what + ')'
 
 
-try:
-    import ctypes
-    # Looked up once, here: a child forked from a process with threads must not load libraries.
-    _PRCTL = ctypes.CDLL(None).prctl
-except (ImportError, OSError, AttributeError):  # pragma: no cover - not Linux
-    _PRCTL = None
-
-
 def die_with_parent():
     """In the child: the kernel kills qemu-img when the module is killed (SIGKILL included)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    parent_death_signal(signal.SIGKILL)
 
 
 def run_convert(argv, on_tick=None, interval=PROGRESS_INTERVAL, pass_fds=(), on_start=None):

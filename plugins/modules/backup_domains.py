@@ -237,7 +237,7 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     ensure_libvirt(module)
-    params = dict(module.params, owner=module.params['lock_owner'])
+    params = dict(module.params)
     if isinstance(params['domains'], str) and params['domains'] != 'all':
         params['domains'] = [params['domains']]
     waiter = params['progress_file'] + '.waiter' if params['progress_file'] else None
