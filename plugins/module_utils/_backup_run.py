@@ -59,7 +59,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._commit import (
 from ansible_collections.virtops.libvirt.plugins.module_utils._chain import ChainError
 from ansible_collections.virtops.libvirt.plugins.module_utils._disk_info import domain_facts
 from ansible_collections.virtops.libvirt.plugins.module_utils._failpoint import failpoint
-from ansible_collections.virtops.libvirt.plugins.module_utils._forked import Child
+from ansible_collections.virtops.libvirt.plugins.module_utils._forked import Child, wait_any
 from ansible_collections.virtops.libvirt.plugins.module_utils._image_copy import (
     ImageCopy,
     die_with_parent,
@@ -521,7 +521,7 @@ def plan_run(params, work):
         return dict(domains=domains, warnings=warnings)
     child = Child(job, os.path.join(work, 'plan.json'))
     while not child.poll():
-        time.sleep(0.01)
+        wait_any([child], TICK)
     result = child.result()
     if result is None:
         raise LibvirtFailure('the check of the settings %s' % child.how_it_ended())
@@ -602,6 +602,10 @@ class Supervisor(object):
         pending = list(range(len(self.select())))
         recovering = set()
         while pending or self.children:
+            for index, child in list(self.children.items()):
+                if child.poll():
+                    del self.children[index]
+                    self._ended(index, child, recovering)
             while pending and len(self.children) < self.p['parallel']:
                 index = pending.pop(0)
                 if self.run_gone():
@@ -610,31 +614,32 @@ class Supervisor(object):
                         'not started: the run is gone (cancelled, or its controller died)')
                     continue
                 self._start(index, self.p)
-            for index, child in list(self.children.items()):
-                if not child.poll():
-                    continue
-                del self.children[index]
-                result = child.result()
-                if result is not None:
-                    if index in recovering:
-                        self._after_recovery(index, result)
-                    else:
-                        self.results[index] = result
-                    continue
-                error = 'the process backing up %s %s' % (self.domains[index]['name'],
-                                                          child.how_it_ended())
-                if index in recovering:
-                    self.results[index]['error'] += '; then its recovery: ' + error
-                    self.results[index]['summary'] = self.results[index]['error']
-                    continue
-                self.results[index] = failure_record(self.domains[index]['name'], error)
-                # The domain's process died without bringing the VM back: a recovery does.
-                recovering.add(index)
-                self._start(index, dict(self.p, recover_only=True))
+            if not self.children:
+                break
             self.progress()
-            time.sleep(TICK)
+            # back at once when a domain's process ends: the next domain starts without delay
+            wait_any(self.children.values(), TICK)
         self.progress(force=True)
         return self.results
+
+    def _ended(self, index, child, recovering):
+        """Record the result of a domain's process; start its recovery when it died without one."""
+        result = child.result()
+        if result is not None:
+            if index in recovering:
+                self._after_recovery(index, result)
+            else:
+                self.results[index] = result
+            return
+        error = 'the process backing up %s %s' % (self.domains[index]['name'], child.how_it_ended())
+        if index in recovering:
+            self.results[index]['error'] += '; then its recovery: ' + error
+            self.results[index]['summary'] = self.results[index]['error']
+            return
+        self.results[index] = failure_record(self.domains[index]['name'], error)
+        # The domain's process died without bringing the VM back: a recovery does.
+        recovering.add(index)
+        self._start(index, dict(self.p, recover_only=True))
 
     def _after_recovery(self, index, result):
         record = self.results[index]
@@ -682,7 +687,7 @@ class Supervisor(object):
         for child in self.children.values():
             child.signal(signal.SIGTERM)
         while any(not child.poll() for child in self.children.values()):
-            time.sleep(TICK)
+            wait_any(self.children.values(), TICK)
         shutil.rmtree(self.work, ignore_errors=True)
         for path in filter(None, (self.p['progress_file'], self.waiter)):
             for name in (path, path + '.tmp'):

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import time
 import traceback
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import read_json
@@ -46,9 +48,20 @@ class Child(object):
             if os.path.exists(path):
                 os.unlink(path)
         parent = os.getpid()
-        self.pid = os.fork()
+        # Only the child holds the write end: it reads as closed the moment the child ends, so
+        # the parent notices at once instead of at its next poll. The ends are close-on-exec:
+        # the child's qemu-img does not keep it open.
+        self.watch, write_end = os.pipe()
+        try:
+            self.pid = os.fork()
+        except BaseException:
+            os.close(self.watch)
+            os.close(write_end)
+            raise
         if self.pid == 0:  # pragma: no cover - runs in the child
+            os.close(self.watch)
             self._child(function, parent)
+        os.close(write_end)
 
     def _child(self, function, parent):
         code = 0
@@ -83,7 +96,13 @@ class Child(object):
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid == self.pid:
                 self.status = status
+                self._unwatch()
         return self.status is not None
+
+    def _unwatch(self):
+        if self.watch is not None:
+            os.close(self.watch)
+            self.watch = None
 
     def result(self):
         """The function's result, or None when the child ended without one."""
@@ -102,9 +121,35 @@ class Child(object):
         detail = ': %s' % error[0] if error else ''
         return 'exited with status %d%s' % (os.WEXITSTATUS(self.status), detail)
 
+    def close(self):
+        """Forget the pipe (the child may still run)."""
+        self._unwatch()
+
     def signal(self, signum):
         if self.status is None:
             try:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
+
+
+def wait_any(children, timeout):
+    """Sleep until one of ``children`` ends, at most ``timeout`` seconds; return the ended ones.
+
+    An ended child is reaped: its exit closes the pipe a moment before it can be waited for.
+    """
+    watched = {child.watch: child for child in children if child.watch is not None}
+    if not watched:
+        time.sleep(timeout)
+        return []
+    ended = []
+    for fd in select.select(list(watched), [], [], timeout)[0]:
+        child = watched[fd]
+        for dummy in range(200):
+            if child.poll():
+                ended.append(child)
+                break
+            time.sleep(0.001)
+        else:  # the pipe was closed by something else than the child's end
+            child.close()
+    return ended

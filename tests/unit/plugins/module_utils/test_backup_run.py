@@ -21,7 +21,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_run import
     Supervisor,
     _line,
 )
-from ansible_collections.virtops.libvirt.plugins.module_utils._forked import Child
+from ansible_collections.virtops.libvirt.plugins.module_utils._forked import Child, wait_any
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import boot_id, identity
 
 
@@ -201,3 +201,18 @@ def test_child_reports_an_exception_and_a_signal(tmp_path):
     while not child.poll():
         time.sleep(0.01)
     assert child.how_it_ended() == 'killed by signal 9'
+
+
+def test_wait_any_returns_a_child_as_it_ends_not_at_the_timeout(tmp_path):
+    quick = Child(lambda: dict(done=True), str(tmp_path / 'q.json'))
+    slow = Child(lambda: time.sleep(30), str(tmp_path / 's.json'))
+    try:
+        # Were the end noticed only at the timeout, nothing would have ended by then.
+        assert wait_any([quick, slow], 30) == [quick]
+        assert quick.result() == dict(done=True) and quick.watch is None
+        assert slow.watch is not None and not slow.poll()
+    finally:
+        slow.signal(signal.SIGKILL)
+        while not slow.poll():
+            time.sleep(0.01)
+    assert slow.watch is None and wait_any([quick, slow], 0.01) == []
