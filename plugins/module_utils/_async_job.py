@@ -3,20 +3,28 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""One long poll of an Ansible async job, on the host that runs it.
+"""Ansible async jobs on the host that runs them: one long poll, and a job a module starts itself.
 
-Waits for the job's result file (written by Ansible's async wrapper) for a
-few seconds, checking often, so a finished job is seen at once without the
-controller asking again and again. Our async modules write a progress file
-that names their process: a job whose process is gone without a result is
-reported dead instead of being waited for until its async limit.
+``poll`` waits for the job's status file (written by Ansible's async wrapper, or by
+``start_job``) for a few seconds, checking often, so a finished job is seen at once without
+the controller asking again and again. Our async modules write a progress file that names
+their process: a job whose process is gone without a result is reported dead instead of being
+waited for until its async limit.
+
+``start_job`` is the async wrapper's work done by the module itself: the module checks its
+arguments, then forks the job and returns at once. The job begins while the task returns,
+without a wrapper process and a second start of the module; ``async_status`` and
+``async_progress`` read its status file as any other.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import sys
 import time
+import traceback
 
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_record import size_text
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import alive, process_start
@@ -39,14 +47,65 @@ def progress_line(label, done, total, ready=False):
                                         size_text(total), ', READY' if ready else '')
 
 
-def write_progress(path, record):
-    """Atomically replace the progress file; the record names this process."""
-    pid = os.getpid()
-    record = dict(record, pid=pid, start=process_start(pid))
+def write_json(path, record):
+    """Atomically replace ``path`` with ``record``."""
     tmp = path + '.tmp'
     with open(tmp, 'w') as handle:
         json.dump(record, handle)
     os.replace(tmp, path)
+
+
+def write_progress(path, record):
+    """Atomically replace the progress file; the record names this process."""
+    pid = os.getpid()
+    write_json(path, dict(record, pid=pid, start=process_start(pid)))
+
+
+def start_job(async_dir, run, background=True):
+    """Start ``run()`` as an async job; return what an async task returns when it starts one.
+
+    The status file ``<async_dir>/<jid>`` says "started" until it holds ``run()``'s result (a
+    dict), as the async wrapper writes it. In the background (a detached process, in a session
+    of its own, its standard streams on /dev/null, so the task's connection returns at once),
+    else (a quick check-mode preview) in this process, before returning.
+
+    ``run`` must need no import that it did not make before: the module's payload, from which
+    it was imported, is removed when the module returns.
+    """
+    async_dir = os.path.expanduser(async_dir)
+    os.makedirs(async_dir, exist_ok=True)
+    jid = 'j%d.%d' % (random.randint(0, 999999999999), os.getpid())
+    path = os.path.join(async_dir, jid)
+    write_json(path, dict(started=True, finished=False, ansible_job_id=jid))
+    started = dict(started=True, finished=False, ansible_job_id=jid, results_file=path)
+    if not background:
+        write_json(path, _result_of(run))
+        return started
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the job's processes
+        try:
+            os.setsid()
+            if os.fork():
+                os._exit(0)  # pylint: disable=protected-access
+            os.umask(0o022)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            write_json(path, _result_of(run))
+        finally:
+            # never the module's exit: no JSON on the task's stdout, no removal of its payload
+            os._exit(0)  # pylint: disable=protected-access
+    os.waitpid(pid, 0)
+    return started
+
+
+def _result_of(run):
+    try:
+        return run()
+    except BaseException:  # pylint: disable=broad-except
+        return dict(failed=True, msg='the job failed: %s' % traceback.format_exc()[-2000:])
 
 
 def read_json(path):

@@ -540,6 +540,9 @@ def _line(name, kind, target, record):
 class Supervisor(object):
     """Runs the domains' children, ``parallel`` at a time, and writes the job's progress."""
 
+    GONE = 'the run is gone (cancelled, or its controller died)'
+    LIMIT = "the job's time limit of %d s (async) was reached"
+
     def __init__(self, params, qemu, waiter=None, domains=None):
         self.p = params
         self.qemu = qemu
@@ -550,6 +553,8 @@ class Supervisor(object):
         self.children = {}
         self.waiter = waiter
         self.last_progress = 0
+        self.deadline = None
+        self.stopped = None
 
     def _start(self, index, params):
         """Fork the domain's process; False (and the domain failed) when that fails."""
@@ -569,23 +574,27 @@ class Supervisor(object):
             return False
         return True
 
-    def run_gone(self):
-        """True once the run is gone (cancelled, or its controller died): start no domain.
+    def gone(self):
+        """Why no further domain may start, or None.
 
-        Its controller, when it runs on this machine, is watched directly. Otherwise the wait
-        (async_progress) touches the waiter file at every round trip: a wait that began and then
-        stopped for a lease is a dead run. A wait that has not begun is not: with more hosts
-        than forks, a host's wait starts only when a fork frees up.
+        The job's time limit (``job.limit``, the task's ``async``) has passed, or the run is gone:
+        cancelled, or its controller died. Its controller, when it runs on this machine, is
+        watched directly. Otherwise the wait (async_progress) touches the waiter file at every
+        round trip: a wait that began and then stopped for a lease is a dead run. A wait that
+        has not begun is not: with more hosts than forks, a host's wait starts only when a fork
+        frees up.
         """
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return self.LIMIT % self.p['job']['limit']
         if controller_gone(self.p.get('controller')):
-            return True
+            return self.GONE
         if not self.waiter:
-            return False
+            return None
         try:
             seen = os.stat(self.waiter).st_mtime
         except OSError:
-            return False
-        return time.time() - seen > self.p['lease']
+            return None
+        return self.GONE if time.time() - seen > self.p['lease'] else None
 
     def select(self):
         """Check the settings and list the domains (unless given): ``PlanError``, ``LibvirtFailure``."""
@@ -600,18 +609,26 @@ class Supervisor(object):
 
     def run(self):
         pending = list(range(len(self.select())))
+        limit = (self.p.get('job') or {}).get('limit')
+        if limit:
+            self.deadline = time.monotonic() + limit
         recovering = set()
         while pending or self.children:
             for index, child in list(self.children.items()):
                 if child.poll():
                     del self.children[index]
                     self._ended(index, child, recovering)
+            if self.stopped is None and self.deadline is not None and time.monotonic() >= self.deadline:
+                # Out of time: the domains in progress stop their copies and bring their VMs back.
+                self.stopped = self.gone()
+                for child in self.children.values():
+                    child.signal(signal.SIGTERM)
             while pending and len(self.children) < self.p['parallel']:
                 index = pending.pop(0)
-                if self.run_gone():
-                    self.results[index] = failure_record(
-                        self.domains[index]['name'],
-                        'not started: the run is gone (cancelled, or its controller died)')
+                reason = self.gone()
+                if reason:
+                    self.results[index] = failure_record(self.domains[index]['name'],
+                                                         'not started: ' + reason)
                     continue
                 self._start(index, self.p)
             if not self.children:
@@ -625,6 +642,8 @@ class Supervisor(object):
     def _ended(self, index, child, recovering):
         """Record the result of a domain's process; start its recovery when it died without one."""
         result = child.result()
+        if result is not None and self.stopped and result.get('status') == 'failed':
+            result['error'] = result['summary'] = '%s (%s)' % (result['error'], self.stopped)
         if result is not None:
             if index in recovering:
                 self._after_recovery(index, result)

@@ -31,6 +31,12 @@ description:
     and renews the locks of the domains in progress. Once the run is gone - its controller, on
     this machine, has exited, or the wait stopped for O(lease) seconds - no further domain is
     started; the domains in progress are completed or brought back.
+  - With C(async), the module starts the job itself, not through Ansible's async wrapper. It
+    checks the settings (a refused setting fails this task), forks the job and returns at once
+    with the usual C(ansible_job_id), so the job begins while the task returns.
+    C(ansible.builtin.async_status) and C(poll) work as for any async task. When the C(async)
+    time limit is reached, the job starts no further domain and stops the domains in progress,
+    which bring their VMs back (the wrapper would kill the job, leaving VMs on overlays).
   - First every setting is checked and the domains are selected, as
     M(virtops.libvirt.backup_plan) does; settings that cannot work fail the module before any
     domain is touched. A named domain that does not exist fails alone.
@@ -101,6 +107,20 @@ options:
       - Filled in by the action plugin of this module; do not set it.
     type: dict
     default: {}
+  job:
+    description:
+      - With C(async), the job the module starts itself.
+      - Filled in by the action plugin of this module; do not set it.
+    type: dict
+    suboptions:
+      limit:
+        description: The task's C(async) time limit, in seconds.
+        type: int
+        required: true
+      async_dir:
+        description: Where its status file goes (the C(async_dir) shell setting).
+        type: path
+        required: true
 notes:
   - The action plugin records the controller (C(ansible-playbook)) in each lock, as for
     M(virtops.libvirt.backup_lock).
@@ -199,6 +219,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import start_job
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_plan import (
     SETTINGS_ARGUMENT_SPEC,
     PlanError,
@@ -227,11 +248,21 @@ def argument_spec():
         checksum=dict(type='bool', default=False),
         progress_file=dict(type='path'),
         recover_only=dict(type='bool', default=False),
-        # filled in by the action plugin: the controller that runs the play
+        # filled in by the action plugin: the controller that runs the play; with async, the job
         controller=dict(type='dict', default={}),
+        job=dict(type='dict', options=dict(limit=dict(type='int', required=True),
+                                           async_dir=dict(type='path', required=True))),
     )
     spec.update(CONNECTION_ARGUMENT_SPEC)
     return spec
+
+
+def outcome(params, results):
+    if params['recover_only']:
+        changed = any(r.get('overlays') or r.get('partials') or r.get('took_over') for r in results)
+    else:
+        changed = any(r['status'] in ('ok', 'planned') for r in results)
+    return dict(changed=changed, domains=results)
 
 
 def main():
@@ -242,6 +273,8 @@ def main():
         params['domains'] = [params['domains']]
     waiter = params['progress_file'] + '.waiter' if params['progress_file'] else None
     supervisor = Supervisor(params, ChildQemuImg(module), waiter)
+    job = params['job']
+    started = None
     try:
         try:
             supervisor.select()
@@ -261,14 +294,30 @@ def main():
                 not os.path.isdir(os.path.dirname(params['progress_file'])):
             module.fail_json(msg='the directory of progress_file %s does not exist'
                              % params['progress_file'])
-        results = supervisor.preview() if module.check_mode else supervisor.run()
+        if module.check_mode:
+            if not job:
+                module.exit_json(**outcome(params, supervisor.preview()))
+            started = start_job(job['async_dir'], lambda: outcome(params, supervisor.preview()),
+                                background=False)
+        elif not job:
+            module.exit_json(**outcome(params, supervisor.run()))
+        else:
+            try:
+                started = start_job(job['async_dir'], lambda: background_run(params, supervisor))
+            except OSError as exc:
+                module.fail_json(msg='cannot start the job in %s: %s' % (job['async_dir'], exc))
+    finally:
+        if started is None or module.check_mode:
+            supervisor.close()
+    module.exit_json(changed=True, **started)
+
+
+def background_run(params, supervisor):
+    """The job, in its own process."""
+    try:
+        return outcome(params, supervisor.run())
     finally:
         supervisor.close()
-    if params['recover_only']:
-        changed = any(r.get('overlays') or r.get('partials') or r.get('took_over') for r in results)
-    else:
-        changed = any(r['status'] in ('ok', 'planned') for r in results)
-    module.exit_json(changed=changed, domains=results)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,11 @@ import threading
 import time
 
 from ansible_collections.virtops.libvirt.plugins.module_utils import _async_job
-from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import poll, write_progress
+from ansible_collections.virtops.libvirt.plugins.module_utils._async_job import (
+    poll,
+    start_job,
+    write_progress,
+)
 from ansible_collections.virtops.libvirt.plugins.module_utils._lock import identity
 
 
@@ -60,3 +64,41 @@ def test_a_job_that_never_wrote_progress_is_dead_after_the_grace(tmp_path, monke
     os.utime(job, (old, old))
     dummy, dummy, dead = poll(job, str(tmp_path / 'progress'), 5)
     assert 'no progress file' in dead
+
+
+def test_a_job_started_in_the_background_returns_at_once_and_leaves_its_result(tmp_path):
+    go = tmp_path / 'go'
+
+    def job():
+        while not go.exists():
+            time.sleep(0.01)
+        return dict(changed=True, session=os.getsid(0), stdout=os.readlink('/proc/self/fd/1'),
+                    pid=os.getpid())
+
+    started = start_job(str(tmp_path / 'async'), job)
+    jid = started['ansible_job_id']
+    assert started == dict(started=True, finished=False, ansible_job_id=jid,
+                           results_file=str(tmp_path / 'async' / jid))
+    # the task has returned; the job waits for us
+    with open(started['results_file']) as handle:
+        assert json.load(handle) == dict(started=True, finished=False, ansible_job_id=jid)
+    go.write_text('')
+    result, dummy, dead = poll(started['results_file'], None, 10)
+    assert dead is None and result['changed'] is True
+    # detached: a session of its own, nothing of the task's output held open
+    assert result['session'] != os.getsid(0) and result['stdout'] == os.devnull
+    assert result['pid'] != os.getpid()
+
+
+def test_a_job_that_raises_has_a_failed_result(tmp_path):
+    def job():
+        raise ValueError('no luck')
+    started = start_job(str(tmp_path), job)
+    result, dummy, dummy = poll(started['results_file'], None, 10)
+    assert result['failed'] is True and 'ValueError: no luck' in result['msg']
+
+
+def test_a_job_in_the_foreground_has_its_result_before_returning(tmp_path):
+    started = start_job(str(tmp_path), lambda: dict(changed=False, domains=[]), background=False)
+    with open(started['results_file']) as handle:
+        assert json.load(handle) == dict(changed=False, domains=[])

@@ -40,6 +40,15 @@ class FakeRun(object):
             return dict(domain=self.name, status='ok', overlays=['vda'], summary='recovered')
         if self.name.startswith('die'):
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.name.startswith('long'):
+            # as DomainRun: SIGTERM stops the copies, the VM is brought back, the domain failed
+            def interrupted(signum, dummy_frame):
+                raise KeyboardInterrupt('interrupted by signal %d' % signum)
+            signal.signal(signal.SIGTERM, interrupted)
+            try:
+                time.sleep(60)
+            except KeyboardInterrupt as exc:
+                return dict(domain=self.name, status='failed', error=str(exc), summary=str(exc))
         if self.name.startswith('slow'):
             partial = os.path.join(self.p['dest'], self.name, '20261128T000000Z.partial')
             os.makedirs(partial)
@@ -123,6 +132,16 @@ def test_no_domain_starts_once_nobody_waits(params, tmp_path):
     assert [r['status'] for r in results] == ['failed', 'failed']
     assert 'the run is gone' in results[0]['error']
     assert starts(params) == []
+
+
+def test_at_the_time_limit_the_domains_in_progress_stop_and_no_other_starts(params):
+    params.update(parallel=1, job=dict(limit=1, async_dir='unused'))
+    results = run(params, ['long1', 'ok2'])
+    assert results[0]['status'] == 'failed'
+    assert results[0]['error'] == "interrupted by signal 15 (the job's time limit of 1 s (async) was reached)"
+    assert results[1] == dict(results[1], status='failed',
+                              error="not started: the job's time limit of 1 s (async) was reached")
+    assert [r['name'] for r in starts(params)] == ['long1']
 
 
 def test_a_wait_that_has_not_begun_stops_nothing(params, tmp_path):
