@@ -126,10 +126,19 @@ def start_directory(dest, name, xml, check_mode=False, now=None):
     Returns ``(path, started, removed, state_files)``; ``removed`` are the incomplete backups
     of earlier runs, deleted first (the lock guarantees no live run is building them).
     """
-    now = time.gmtime(now)
     domain_dir = os.path.join(dest, name)
-    path = os.path.join(domain_dir, time.strftime('%Y%m%dT%H%M%SZ', now) + PARTIAL)
-    started = time.strftime('%Y-%m-%dT%H:%M:%SZ', now)
+    when = time.time() if now is None else now
+    while os.path.exists(os.path.join(domain_dir, time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(when)))):
+        # A backup of this domain completed within this second (runs back to back): its name
+        # is taken, the next second's is not.
+        if now is None:
+            time.sleep(1.0 - when % 1.0)
+            when = time.time()
+        else:
+            when = int(when) + 1
+    stamp = time.gmtime(when)
+    path = os.path.join(domain_dir, time.strftime('%Y%m%dT%H%M%SZ', stamp) + PARTIAL)
+    started = time.strftime('%Y-%m-%dT%H:%M:%SZ', stamp)
     removed = remove_partials(domain_dir, check_mode)
     if check_mode:
         return path, started, removed, []

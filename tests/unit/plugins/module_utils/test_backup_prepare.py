@@ -81,6 +81,14 @@ def test_start_directory_replaces_incomplete_backups(tmp_path):
     assert oct(os.stat(path).st_mode & 0o777) == '0o700'
 
 
+def test_a_run_within_the_second_of_a_completed_backup_takes_the_next_second(tmp_path):
+    (tmp_path / 'web01' / '20261121T000000Z').mkdir(parents=True)
+    (tmp_path / 'web01' / '20261121T000001Z').mkdir()
+    path, started, dummy, dummy = start_directory(str(tmp_path), 'web01', XML, now=1795219200.5)
+    assert path == str(tmp_path / 'web01' / '20261121T000002Z.partial')
+    assert started == '2026-11-21T00:00:02Z'
+
+
 def test_start_directory_in_check_mode_changes_nothing(tmp_path):
     (tmp_path / 'web01' / 'old.partial').mkdir(parents=True)
     path, dummy, removed, dummy = start_directory(str(tmp_path), 'web01', XML, check_mode=True)
