@@ -664,6 +664,9 @@ def point_extravars(case, point, **extra):
         extra.setdefault('live_backup_copy_bandwidth', 16)
     if point == 'phase1':
         extra.setdefault('live_backup_bandwidth', 1)
+        # The commit must find the 8 MiB that feed_commit writes once the VM is on its overlay:
+        # unthrottled, the copies can end (and the commit begin) before they land.
+        extra.setdefault('live_backup_copy_bandwidth', 32)
     return case.extravars(**extra)
 
 
@@ -696,11 +699,29 @@ def kill_playbook(run, sig):
 
 
 def domain_process_pids(case):
-    """The processes of backup_domains that work on a domain: the children of its module process
-    (forked, so they run the same AnsiballZ_ file), not the module process that supervises them."""
+    """The processes of backup_domains that work on a domain, not the job's process that
+    supervises them: the children of a process that runs the AnsiballZ_ file (forked from it),
+    and the Python processes the domain's lock records as its workers. The job runs from stdin
+    when the start of backup_domains is pipelined (the harness sets ANSIBLE_PIPELINING): then
+    only the lock names them, as it does for a run that takes the lock over."""
     module = set(module_pids(case, 'backup_domains'))
     procs = processes()
-    return sorted(pid for pid in module if procs.get(pid, (None,))[0] in module)
+    found = {pid for pid in module if procs.get(pid, (None,))[0] in module}
+    marker = ('VIRTOPS_FT_CASE=%s' % case.marker).encode()
+    for pid in lock_workers(case):
+        dummy, argv, env = procs.get(pid, (None, [], []))
+        if argv and os.path.basename(argv[0]) != 'qemu-img' and marker in env:
+            found.add(pid)
+    return sorted(found)
+
+
+def lock_workers(case):
+    """The pids recorded as workers in the lock of the case's domain."""
+    try:
+        record = json.loads((case.lockdir / ('%s.lock' % case.uuid)).read_text())
+    except (OSError, ValueError):
+        return []
+    return [int(w['pid']) for w in (record.get('workers') or []) if isinstance(w, dict) and w.get('pid')]
 
 
 def kill_modules(case, point, sig):
