@@ -294,18 +294,18 @@ def main():
                 not os.path.isdir(os.path.dirname(params['progress_file'])):
             module.fail_json(msg='the directory of progress_file %s does not exist'
                              % params['progress_file'])
-        if module.check_mode:
-            if not job:
-                module.exit_json(**outcome(params, supervisor.preview()))
-            started = start_job(job['async_dir'], lambda: outcome(params, supervisor.preview()),
-                                background=False)
-        elif not job:
-            module.exit_json(**outcome(params, supervisor.run()))
-        else:
-            try:
+        if not job:
+            results = supervisor.preview() if module.check_mode else supervisor.run()
+            module.exit_json(**outcome(params, results))
+        try:
+            if module.check_mode:
+                # a quick preview: its result is in the status file before the task returns
+                started = start_job(job['async_dir'], lambda: outcome(params, supervisor.preview()),
+                                    background=False)
+            else:
                 started = start_job(job['async_dir'], lambda: background_run(params, supervisor))
-            except OSError as exc:
-                module.fail_json(msg='cannot start the job in %s: %s' % (job['async_dir'], exc))
+        except OSError as exc:
+            module.fail_json(msg='cannot start the job in %s: %s' % (job['async_dir'], exc))
     finally:
         if started is None or module.check_mode:
             supervisor.close()
