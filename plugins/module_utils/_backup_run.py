@@ -52,6 +52,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._backup_record imp
     ok_record,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._backup_store import finalize
+from ansible_collections.virtops.libvirt.plugins.module_utils._blockjob import Deadline
 from ansible_collections.virtops.libvirt.plugins.module_utils._commit import (
     CommitRun,
     signals_deferred,
@@ -553,7 +554,6 @@ class Supervisor(object):
         self.children = {}
         self.waiter = waiter
         self.last_progress = 0
-        self.deadline = None
         self.stopped = None
 
     def _start(self, index, params):
@@ -577,15 +577,15 @@ class Supervisor(object):
     def gone(self):
         """Why no further domain may start, or None.
 
-        The job's time limit (``job.limit``, the task's ``async``) has passed, or the run is gone:
+        The job's time limit (``job.limit``, the task's ``async``) stopped it, or the run is gone:
         cancelled, or its controller died. Its controller, when it runs on this machine, is
         watched directly. Otherwise the wait (async_progress) touches the waiter file at every
         round trip: a wait that began and then stopped for a lease is a dead run. A wait that
         has not begun is not: with more hosts than forks, a host's wait starts only when a fork
         frees up.
         """
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return self.LIMIT % self.p['job']['limit']
+        if self.stopped:
+            return self.stopped
         if controller_gone(self.p.get('controller')):
             return self.GONE
         if not self.waiter:
@@ -610,17 +610,16 @@ class Supervisor(object):
     def run(self):
         pending = list(range(len(self.select())))
         limit = (self.p.get('job') or {}).get('limit')
-        if limit:
-            self.deadline = time.monotonic() + limit
+        deadline = Deadline(limit)
         recovering = set()
         while pending or self.children:
             for index, child in list(self.children.items()):
                 if child.poll():
                     del self.children[index]
                     self._ended(index, child, recovering)
-            if self.stopped is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            if self.stopped is None and deadline.expired():
                 # Out of time: the domains in progress stop their copies and bring their VMs back.
-                self.stopped = self.gone()
+                self.stopped = self.LIMIT % limit
                 for child in self.children.values():
                     child.signal(signal.SIGTERM)
             while pending and len(self.children) < self.p['parallel']:

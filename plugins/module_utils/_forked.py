@@ -96,13 +96,8 @@ class Child(object):
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid == self.pid:
                 self.status = status
-                self._unwatch()
+                self.close()
         return self.status is not None
-
-    def _unwatch(self):
-        if self.watch is not None:
-            os.close(self.watch)
-            self.watch = None
 
     def result(self):
         """The function's result, or None when the child ended without one."""
@@ -123,7 +118,9 @@ class Child(object):
 
     def close(self):
         """Forget the pipe (the child may still run)."""
-        self._unwatch()
+        if self.watch is not None:
+            os.close(self.watch)
+            self.watch = None
 
     def signal(self, signum):
         if self.status is None:

@@ -173,6 +173,11 @@ class Case:
         self.expect_running = True
         self._seq = 0
 
+    @property
+    def lock(self):
+        """The lock file of the case's domain."""
+        return self.lockdir / ('%s.lock' % self.uuid)
+
     # lifecycle
     def create(self):
         vmtool('destroy', self.name, check=False)
@@ -475,7 +480,7 @@ def _source_of(xml, target):
 
 def lock_state(case):
     """'free' or a description of the holder of the case's domain lock."""
-    path = case.lockdir / ('%s.lock' % case.uuid)
+    path = case.lock
     try:
         text = path.read_text().strip()
     except OSError:
@@ -718,7 +723,7 @@ def domain_process_pids(case):
 def lock_workers(case):
     """The pids recorded as workers in the lock of the case's domain."""
     try:
-        record = json.loads((case.lockdir / ('%s.lock' % case.uuid)).read_text())
+        record = json.loads(case.lock.read_text())
     except (OSError, ValueError):
         return []
     return [int(w['pid']) for w in (record.get('workers') or []) if isinstance(w, dict) and w.get('pid')]

@@ -91,7 +91,7 @@ MODULE_ROWS = [
 
 def _fill(value, case):
     names = dict(vm=case.name, images=str(case.images), dir=str(case.dir), dest=str(case.dest),
-                 vdb=case.sources.get('vdb', ''), lock=str(case.lockdir / ('%s.lock' % case.uuid)))
+                 vdb=case.sources.get('vdb', ''), lock=str(case.lock))
     if isinstance(value, str):
         return value.format(**names)
     if isinstance(value, list):
