@@ -171,8 +171,18 @@ def read_record(path):
             data = handle.read()
     except (IOError, OSError):
         return {}
+    return parse_record(data)
+
+
+def parse_record(data):
+    """The record at the start of the lock file's text; ``{}`` when there is none.
+
+    The record is rewritten in place (the lock is a flock of this inode, so the file is never
+    replaced): the new text first, then the file is cut to its length. A run killed between
+    the two leaves the new record followed by the tail of the old one, which is ignored.
+    """
     try:
-        record = json.loads(data or '{}')
+        record = json.JSONDecoder().raw_decode(data.lstrip())[0] if data.strip() else {}
     except ValueError:
         return {}
     return record if isinstance(record, dict) else {}
@@ -193,18 +203,13 @@ def _record(path, create=True):
                 if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
-        data = os.pread(fd, 1 << 20, 0).decode('utf-8', 'replace')
-        try:
-            record = json.loads(data or '{}')
-        except ValueError:
-            record = {}
-        if not isinstance(record, dict):
-            record = {}
+        record = parse_record(os.pread(fd, 1 << 20, 0).decode('utf-8', 'replace'))
 
         def save(new):
+            # Never an empty file on the way: a run killed here leaves the old record or the new.
             raw = json.dumps(new, sort_keys=True).encode('utf-8') if new else b''
-            os.ftruncate(fd, 0)
             os.pwrite(fd, raw, 0)
+            os.ftruncate(fd, len(raw))
             os.fsync(fd)
 
         yield record, save

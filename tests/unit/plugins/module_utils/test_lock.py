@@ -61,6 +61,35 @@ def test_take_renew_release(path):
     assert read_record(path) == {} and release(path, 'run-1') is False
 
 
+def test_a_run_killed_while_it_rewrites_the_record_leaves_a_whole_one(path, monkeypatch):
+    """The record is rewritten in place by two calls (write, cut); a run killed between them
+    must leave the old record or the new one, never an empty file (a free lock)."""
+    old = dict(owner='run-1', expires=time.time() + 60, workers=[dict(pid=1, what='x' * 300)])
+    with open(path, 'w') as handle:
+        json.dump(old, handle)
+    calls = []
+
+    def dies_at_the_second_call(real):
+        def call(*args):
+            calls.append(real.__name__)
+            if len(calls) == 2:
+                raise SystemExit('killed')
+            return real(*args)
+        return call
+
+    monkeypatch.setattr(_lock.os, 'pwrite', dies_at_the_second_call(os.pwrite))
+    monkeypatch.setattr(_lock.os, 'ftruncate', dies_at_the_second_call(os.ftruncate))
+    new = dict(owner='run-2', expires=time.time() + 60, workers=[])
+    with pytest.raises(SystemExit):
+        with _lock._record(path) as (dummy, save):
+            save(new)
+    monkeypatch.undo()
+    assert len(calls) == 2
+    assert read_record(path) in (old, new)
+    with _lock._record(path) as (record, dummy):
+        assert record in (old, new)
+
+
 def test_a_live_local_run_fails_the_next_at_once(path):
     acquire(path, 'run-1', 60, local_controller(os.getpid()))
     started = time.monotonic()
