@@ -21,6 +21,9 @@ Contenders, alternated within each repetition, cold cache (``sync; echo 3 >
   (live_backup_verify + live_backup_checksum); ``role+zstd``; and, when the role has
   ``live_backup_parallel``, ``role par=1`` next to ``role`` (its default).
 
+Untimed by the contenders' clock, after them: the sha256 and the ``qemu-img compare`` of the
+single VM's image from memory, the least that verify + checksum add to a copy.
+
 Environment: BENCH_QUICK=1 (1 repetition, small cases), BENCH_REPS, BENCH_BUDGET (seconds
 by which further repetitions and the scale points must end, default 720, quick 230),
 BENCH_RUN_TIMEOUT (bound of one measured run, default 600, quick 300), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
@@ -609,6 +612,38 @@ def commit_case(vm, rep, label):
     log('%-12s %-8s rep %d  %6.2fs%s%s' % (record['case'], label, rep, seconds, module, error))
 
 
+def verify_floor(vm, reps=3):
+    """What verify + checksum cost at least: the sha256 (hashlib, the role's Python) and the
+    ``qemu-img compare`` of one image read from memory, medians. Both read a finished copy, so
+    in the role they start when its ``qemu-img convert`` ends (and run at the same time)."""
+    path = Path(vm.image)
+    with open(path, 'rb') as handle:  # into the page cache, as a copy just written is
+        while handle.read(4 * MiB):
+            pass
+    hashing, comparing = [], []
+    for dummy in range(reps):
+        seconds, rc, out = timed([PY, '-c', 'import hashlib, sys\n'
+                                  'h = hashlib.sha256()\n'
+                                  'with open(sys.argv[1], "rb") as f:\n'
+                                  '    for c in iter(lambda: f.read(1 << 20), b""):\n'
+                                  '        h.update(c)\n', path], timeout=120)
+        if rc != 0:
+            return dict(error='sha256: rc=%s %s' % (rc, why(out)))
+        hashing.append(seconds)
+        seconds, rc, out = timed(['qemu-img', 'compare', '-U', '-f', 'qcow2', '-F', 'qcow2', path, path],
+                                 timeout=120)
+        if rc != 0:
+            return dict(error='qemu-img compare: rc=%s %s' % (rc, why(out)))
+        comparing.append(seconds)
+    size = path.stat().st_size
+    result = dict(bytes=size, sha256_s=round(statistics.median(hashing), 3),
+                  compare_s=round(statistics.median(comparing), 3))
+    result['sha256_gb_s'] = round(size / result['sha256_s'] / 1e9, 2)
+    log('verify floor: sha256 of %d MiB from memory %.2fs (%.2f GB/s), qemu-img compare %.2fs' % (
+        size // MiB, result['sha256_s'], result['sha256_gb_s'], result['compare_s']))
+    return result
+
+
 def rotate(items, rep):
     shift = rep % len(items)
     return items[shift:] + items[:shift]
@@ -774,6 +809,10 @@ def print_tables(summary):
             '%.3f' % e['pivot_delay_median'] if 'pivot_delay_median' in e else '-', p['other'],
             p['tasks_per_vm'], e.get('copy_throughput', '-')))
     print('copy/limit: throughput of the copy phase as a fraction of the limit\'s (limit wall / copy phase)')
+    floor = RESULTS.get('verify_floor') or {}
+    if 'sha256_s' in floor:
+        print('verify + checksum floor, the single image from memory: sha256 %.2fs (%.2f GB/s), '
+              'qemu-img compare %.2fs' % (floor['sha256_s'], floor['sha256_gb_s'], floor['compare_s']))
     print('* pivot: delay from the READY event to the COMPLETED (pivoted) event, median over VMs and runs')
     for e in summary:
         for err in e['errors']:
@@ -887,6 +926,7 @@ def main():
                 else:
                     RESULTS['skipped'].append('%s rep %d (time budget %ds)' % (case, rep, BUDGET))
                     log('skipping %s rep %d: over the time budget of %ds' % (case, rep, BUDGET))
+        RESULTS['verify_floor'] = verify_floor(single[0])
         summary = summarize()
         RESULTS['summary'] = summary
         print_tables(summary)

@@ -143,6 +143,7 @@ def markdown(results):
                 '%s %s %s / %s' % (case_title(results, e['case']), e['contender'], fmt(e['overlay_median']),
                                    fmt(e['overlay_max'])) for e in others) + '.']
         lines += ['']
+        lines += verify_floor_lines(results.get('verify_floor'), by.get(('single', 'role')))
 
     points = scaling(results)
     if points:
@@ -163,6 +164,27 @@ def markdown(results):
     if notes:
         lines += ['Notes:', ''] + ['- ' + n.replace('|', '\\|') for n in notes] + ['']
     return '\n'.join(lines)
+
+
+def verify_floor_lines(floor, role):
+    """The least verify + checksum can add: both read the finished copy, after its convert."""
+    if not floor:
+        return []
+    if floor.get('error'):
+        return ['The floor of verify + checksum was not measured: %s' % floor['error'], '']
+    line = ('What verify + checksum cost at least, on the single VM\'s image (%d MiB file) read from '
+            'memory, medians of 3: its sha256 %s (%s GB/s; hashlib in the role\'s Python, one core, '
+            'Python\'s start included); `qemu-img compare` of it %s. Both read the finished copy, so '
+            'they begin when the copy\'s `qemu-img convert` ends; they run at the same time as each '
+            'other and as the copy\'s fsync.' % (
+                floor['bytes'] // (1024 * 1024), sec(floor['sha256_s']), fmt(floor['sha256_gb_s']),
+                sec(floor['compare_s'])))
+    if role and role.get('phases') and role['phases'].get('copy'):
+        copy = role['phases']['copy']
+        line += (' The role\'s copy step without them took %s: the hash alone is %sx of that, '
+                 'where the target allows 0.6x for all that verify + checksum add.' % (
+                     sec(copy), fmt(floor['sha256_s'] / copy)))
+    return [line, '']
 
 
 def floor_section(floor):
