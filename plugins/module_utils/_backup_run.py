@@ -353,6 +353,9 @@ class DomainRun(object):
         with self.step('snapshot of %s' % self.name):
             with LibvirtClient(self.p['uri']) as client:
                 result = SnapshotRun(client, params).run(False)
+        if result.get('stale_overlays'):
+            self.notes.append('removed %s first: committed and pivoted away from by a run killed '
+                              'before it deleted them' % ', '.join(result['stale_overlays']))
         self._phase('snapshot', started)
         failpoint('after_snapshot')
         return result

@@ -34,6 +34,10 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     libvirt,
     live_xml,
 )
+from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import (
+    remove_committed_mark,
+    write_committed_mark,
+)
 
 # A libvirtd restart drops our connection; QEMU keeps the job, so reconnect and adopt it.
 RECONNECT_WINDOW = 90
@@ -260,7 +264,13 @@ class CommitRun(object):
             return 'committed %s into %s; cancelled: %s stays the active layer' % (
                 top, base, top)
         with signals_deferred():
-            ours = job.pivot(base)
+            marked = self._mark_committed(plan, base)
+            try:
+                ours = job.pivot(base)
+            except BaseException:
+                self._unmark_in_chain(job, marked)
+                raise
+            failpoint('after_pivot')
             disk = job.disk()
             if disk.mirror is not None or not same_path(disk.source, base):
                 self.fail('the pivot of %s to %s is not confirmed by the live XML; nothing was '
@@ -293,6 +303,37 @@ class CommitRun(object):
             self.fail('the commit job on %s ended but %s is still in the chain' % (
                 job.target, plan.top.path), job)
 
+    def _mark_committed(self, plan, base):
+        """Before the pivot, mark the files that it drops and ``_delete`` removes as committed.
+
+        A run killed between the pivot and the deletion leaves them; the marks tell the next
+        snapshot that they hold nothing the VM lacks, so it removes them instead of refusing
+        them as leftovers that may hold guest data.
+        """
+        marked = []
+        if not self.params['delete']:
+            return marked
+        for image in plan.removed(self.params['finish']):
+            if image.kind != 'file':
+                continue
+            try:
+                write_committed_mark(image.path, base)
+            except OSError:
+                continue
+            marked.append(image.path)
+        return marked
+
+    @staticmethod
+    def _unmark_in_chain(job, marked):
+        """After a failed pivot: no mark stays on an image the disk still runs on."""
+        try:
+            disk = job.disk()
+        except (LibvirtFailure, libvirt.libvirtError):
+            return
+        for path in marked:
+            if disk.position(path) is not None:
+                remove_committed_mark(path)
+
     def _delete(self, job, plan):
         """Remove committed images that no disk of the domain uses any more."""
         if not self.params['delete']:
@@ -300,13 +341,18 @@ class CommitRun(object):
         in_use = [image.path for disk in parse_disks(live_xml(self.domain))
                   for image in disk.chain if image.path]
         for image in plan.removed(self.params['finish']):
-            if image.kind != 'file' or any(same_path(image.path, p) for p in in_use):
+            if image.kind != 'file':
+                continue
+            if any(same_path(image.path, p) for p in in_use):
+                remove_committed_mark(image.path)  # still used: no longer a committed leftover
                 continue
             try:
                 os.unlink(image.path)
             except FileNotFoundError:
+                remove_committed_mark(image.path)
                 continue
             except OSError as exc:
                 self.fail('the commit succeeded but %s could not be deleted: %s' % (
                     image.path, exc), job)
+            remove_committed_mark(image.path)
             self.deleted.append(image.path)

@@ -27,7 +27,11 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     run_libvirt,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._qemu_img import backing_file
-from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import is_overlay
+from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import (
+    is_overlay,
+    remove_committed_mark,
+    write_committed_mark,
+)
 
 
 class Repair(object):
@@ -128,7 +132,26 @@ class OfflineRepair(object):
             # qemu-img takes the images' locks: a VM started meanwhile would make it fail.
             self.qemu.run(['commit', '-q', '-f', 'qcow2', '-d', repair.overlay],
                           'qemu-img commit of %s into %s' % (repair.overlay, repair.base))
+            # Killed after the definition changes, the run leaves the overlay: the mark lets
+            # the next snapshot remove it (see _snapshot.committed_mark).
+            try:
+                write_committed_mark(repair.overlay, repair.base)
+            except OSError:
+                pass
         new_xml = restored_xml(old_xml, repairs)
+        try:
+            self._switch(old_xml, new_xml, repairs)
+        except BaseException:
+            # the VM may run on the overlays again: no mark stays on them
+            for repair in repairs:
+                remove_committed_mark(repair.overlay)
+            raise
+        result['msg'] = 'merged %s and defined %s on its own images' % (
+            ', '.join(r.overlay for r in repairs), self.name)
+        return result
+
+    def _switch(self, old_xml, new_xml, repairs):
+        """Define the domain on its own images, then delete the merged overlays."""
         with signals_deferred():
             if self._running():
                 raise LibvirtFailure('domain %s was started during the repair; its definition '
@@ -144,6 +167,4 @@ class OfflineRepair(object):
                                      'was put back on the overlays' % self.name)
             for repair in repairs:
                 os.unlink(repair.overlay)
-        result['msg'] = 'merged %s and defined %s on its own images' % (
-            ', '.join(r.overlay for r in repairs), self.name)
-        return result
+                remove_committed_mark(repair.overlay)

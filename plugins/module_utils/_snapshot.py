@@ -48,6 +48,31 @@ def is_overlay(path, suffix):
     return path is not None and path.endswith('.%s.qcow2' % suffix)
 
 
+def committed_mark(image):
+    """The file that says all of ``image``'s data is in its backing image.
+
+    A commit writes it once the job is READY, just before the pivot that drops ``image``, and
+    removes it with ``image``. A run killed between the pivot and that removal leaves both: an
+    overlay of ours that is in no disk's chain and has its mark is removed by the next snapshot.
+    """
+    return image + '.committed'
+
+
+def write_committed_mark(image, base):
+    fd = os.open(committed_mark(image), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, ('committed into %s\n' % base).encode('utf-8'))
+    finally:
+        os.close(fd)
+
+
+def remove_committed_mark(image):
+    try:
+        os.unlink(committed_mark(image))
+    except FileNotFoundError:
+        pass
+
+
 def ineligible_reason(disk):
     """Why a disk can never be snapshotted, or None."""
     if disk.device != 'disk':
@@ -73,6 +98,7 @@ class DiskPlan(object):
         self.frozen = frozen
         self.overlay = overlay
         self.format = fmt
+        self.stale = False  # overlay is a committed leftover, removed before the snapshot
 
     def result(self, snapshot_status):
         """The disk's entry in the module result; ``snapshot_status`` names SNAPSHOT."""
@@ -139,9 +165,19 @@ def plan_snapshot(disks, wanted=None, exclude=None, suffix=DEFAULT_SUFFIX,
     _check_targets(disks, exclude, 'exclude')
     plans = [_plan_disk(disk, wanted, exclude, suffix, block_overlay_dir, domain_name)
              for disk in disks]
-    # An overlay file that exists but is not in use is a leftover of an earlier run:
-    # it may hold guest data, so it is never overwritten.
-    leftovers = [plan for plan in plans if plan.status == SNAPSHOT and exists(plan.overlay)]
+    # An overlay file that exists but is not in use is a leftover of an earlier run. One that
+    # was committed and pivoted away from (its mark says so, and no chain holds it) has nothing
+    # the VM lacks and is removed; any other may hold guest data, so it is never overwritten.
+    in_use = [image.path for disk in disks for image in disk.chain if image.path]
+    leftovers = []
+    for plan in plans:
+        if plan.status != SNAPSHOT or not exists(plan.overlay):
+            continue
+        if exists(committed_mark(plan.overlay)) and not any(
+                same_path(plan.overlay, path) for path in in_use):
+            plan.stale = True
+        else:
+            leftovers.append(plan)
     if leftovers:
         raise SnapshotError(
             '%s already exist%s but %s not the active image of %s: a leftover of an earlier '
@@ -264,11 +300,16 @@ class SnapshotRun(object):
                               self.params['suffix'], self.exists,
                               self.params.get('block_overlay_dir'), self.name)
         to_snapshot = [plan.target for plan in plans if plan.status == SNAPSHOT]
-        result = dict(changed=bool(to_snapshot), consistency='none', quiesce_error=None)
+        stale = [plan.overlay for plan in plans if plan.stale]
+        result = dict(changed=bool(to_snapshot), consistency='none', quiesce_error=None,
+                      stale_overlays=stale)
         if not to_snapshot or check_mode:
             result.update(disks=[plan.result('planned') for plan in plans],
-                          msg=self._describe(plans, to_snapshot))
+                          msg=self._describe(plans, to_snapshot) + self._stale(stale, check_mode))
             return result
+        for overlay in stale:
+            os.unlink(overlay)
+            remove_committed_mark(overlay)
         consistency, quiesce_error = take_snapshot(self.domain, snapshot_xml(plans),
                                                    self.params['quiesce'])
         result.update(consistency=consistency, quiesce_error=quiesce_error,
@@ -281,8 +322,15 @@ class SnapshotRun(object):
         result['msg'] = 'snapshotted %s (%s)%s' % (
             ', '.join(to_snapshot),
             'quiesced' if consistency == 'quiesced' else 'crash-consistent',
-            ': the guest agent is unavailable' if quiesce_error else '')
+            ': the guest agent is unavailable' if quiesce_error else '') + self._stale(stale)
         return result
+
+    @staticmethod
+    def _stale(stale, check_mode=False):
+        if not stale:
+            return ''
+        return '; %s %s, left by a run killed after its pivot (committed, in no chain)' % (
+            'would first remove' if check_mode else 'first removed', ', '.join(stale))
 
     @staticmethod
     def _describe(plans, to_snapshot):

@@ -26,7 +26,12 @@ description:
     C(.<suffix>.qcow2)) is reported as V(already) and gets no second overlay. When every
     selected disk is already on its overlay, nothing changes.
   - An overlay file that exists while the disk does not run on it (a leftover of an earlier
-    run) makes the module fail before anything changes; it is never overwritten.
+    run) makes the module fail before anything changes; it is never overwritten. The one
+    exception is an overlay that M(virtops.libvirt.blockcommit) (with
+    O(virtops.libvirt.blockcommit#module:delete=true)) or M(virtops.libvirt.offline_repair)
+    committed and dropped, but was killed before it deleted it. Its mark file
+    C(<overlay>.committed), written once the data was all in the backing image, says so. Such
+    an overlay, in no disk's backing chain, is removed first and listed in RV(stale_overlays).
   - Skipped, with a reason, are cdrom and floppy devices, read-only, empty and shareable
     disks, disks whose source is not a file or a block device (network, volume, dir), and
     disks left out by O(disks) or O(exclude). Every disk is listed in the snapshot request,
@@ -194,6 +199,15 @@ disks:
        overlay: /img/vm.qcow2.virtops-backup.qcow2, format: qcow2}
     - {target: sda, status: skipped, reason: device cdrom, frozen: null, overlay: null,
        format: null}
+stale_overlays:
+  description:
+    - Overlays committed and pivoted away from by an earlier run that was killed before it
+      deleted them (each has its C(.committed) mark and is in no backing chain). They are
+      removed before the snapshot (in check mode, they would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/lib/libvirt/images/web01.qcow2.virtops-backup.qcow2]
 msg:
   description: What happened, or why nothing had to be done.
   returned: always

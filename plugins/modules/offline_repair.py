@@ -24,6 +24,9 @@ description:
     only after every commit succeeded. C(qemu-img) locks the images, so the domain cannot start
     on them during a commit; if it was started anyway before the new definition is in place, the
     old definition is put back and the module fails.
+  - After its commit each overlay gets a mark, C(<overlay>.committed), deleted with it. A module
+    killed after the new definition is in place but before the deletion leaves both, and
+    M(virtops.libvirt.disk_snapshot) removes such an overlay before the next snapshot.
   - A domain with no disk on an overlay is left alone (C(changed=false)).
 author:
   - virtops.libvirt developers (@virtops)

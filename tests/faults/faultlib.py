@@ -427,12 +427,12 @@ def module_pids(case, module):
 def wait_kill_point(case, run, point, timeout=120):
     """Block until the run is at ``point``; CaseFailure if the run ends first or it never comes.
 
-    Points: after_snapshot and before_pivot (failpoints, armed by the caller), mid_copy (the
-    copy's qemu-img runs and its progress file is between 0 and 100 %), phase1 (a commit job
-    on a disk, not READY).
+    Points: after_snapshot, before_pivot and after_pivot (failpoints, armed by the caller),
+    mid_copy (the copy's qemu-img runs and its progress file is between 0 and 100 %), phase1
+    (a commit job on a disk, not READY).
     """
     def check():
-        if point in ('after_snapshot', 'before_pivot'):
+        if point in FAILPOINTS:
             if case.reached(point):
                 return True
         elif point == 'mid_copy':
@@ -449,6 +449,11 @@ def wait_kill_point(case, run, point, timeout=120):
     wait_for('kill point %s' % point, check, timeout, interval=0.05)
     if point == 'before_pivot' and case.mirror_state() != 'ready':
         raise CaseFailure('failpoint before_pivot reached but the mirror is %s, not READY' % case.mirror_state())
+    if point == 'after_pivot':
+        # The disks are committed one after the other: the first one is back on its image.
+        live = case.live_xml()
+        if not any(_source_of(live, target) == source for target, source in case.sources.items()):
+            raise CaseFailure('failpoint after_pivot reached but no disk is back on its image')
 
 
 def feed_commit(case, run, timeout=120, length=8):
@@ -613,6 +618,9 @@ def check_case(case, expect_running=True, expect_backup=True):
     overlays = glob.glob(str(case.images / ('*' + OVERLAY_SUFFIX)))
     if overlays:
         failures.append('overlay files left: %s' % overlays)
+    marks = glob.glob(str(case.images / ('*' + OVERLAY_SUFFIX + '.committed')))
+    if marks:
+        failures.append('committed marks left: %s' % marks)
     left = leftover_processes(case)
     if left:
         failures.append('processes left: %s' % left)
@@ -659,7 +667,7 @@ def record(**row):
 
 # --- scenario building blocks ----------------------------------------------------------------
 
-FAILPOINTS = ('after_snapshot', 'before_pivot')
+FAILPOINTS = ('after_snapshot', 'before_pivot', 'after_pivot')
 SIGNALS = {'SIGINT': signal.SIGINT, 'SIGTERM': signal.SIGTERM, 'SIGKILL': signal.SIGKILL}
 
 

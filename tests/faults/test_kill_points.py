@@ -7,7 +7,8 @@ write, and every complete backup a point-in-time copy.
 
 Kill points: after_snapshot (failpoint), mid_copy (qemu-img running, 0 < percent < 100),
 phase1 (commit job, not READY; live_backup_bandwidth 1 and 8 MiB written into the overlay),
-before_pivot (failpoint, job READY).
+before_pivot (failpoint, job READY), after_pivot (failpoint, the VM pivoted, its overlay not
+yet deleted; only SIGKILL ends the process there, other signals wait for the deletion).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import pytest
 import faultlib as F
 from conftest import REPS, REPS_OTHER
 
-POINTS = ['after_snapshot', 'mid_copy', 'phase1', 'before_pivot']
+POINTS = ['after_snapshot', 'mid_copy', 'phase1', 'before_pivot', 'after_pivot']
 QUICK_PLAYBOOK = {('after_snapshot', 'SIGKILL'), ('phase1', 'SIGTERM')}
-QUICK_MODULE = {('mid_copy', 'SIGKILL')}
+QUICK_MODULE = {('mid_copy', 'SIGKILL'), ('after_pivot', 'SIGKILL')}
 
 
 def _params(combos, quick, reps):

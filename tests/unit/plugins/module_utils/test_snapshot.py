@@ -20,12 +20,15 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import (
     SKIPPED,
     SNAPSHOT,
     SnapshotError,
+    committed_mark,
     is_overlay,
     overlay_path,
     plan_snapshot,
+    remove_committed_mark,
     snapshot_xml,
     take_snapshot,
     verify_snapshot,
+    write_committed_mark,
 )
 
 # One disk of every kind, shaped like libvirt 9.0 live XML.
@@ -207,6 +210,37 @@ def test_leftover_overlay_fails_and_names_it():
     # not a leftover when that disk is not snapshotted
     assert by_target(plan(exists=lambda path: path == leftover, exclude=['vda']))['vdb'].status \
         == SNAPSHOT
+
+
+def test_a_committed_leftover_in_no_chain_is_stale_not_an_error():
+    """A run killed between its pivot and the deletion of the overlay left it with its mark."""
+    leftover = '/img/web01.1.qcow2.virtops-backup.qcow2'
+    on_disk = {leftover, committed_mark(leftover)}
+    result = by_target(plan(exists=on_disk.__contains__))
+    assert result['vda'].status == SNAPSHOT and result['vda'].stale
+    assert result['vda'].overlay == leftover
+    assert not result['vdb'].stale
+    # the mark without its overlay is no leftover at all
+    assert not by_target(plan(exists={committed_mark(leftover)}.__contains__))['vda'].stale
+
+
+def test_a_committed_leftover_still_in_a_chain_is_refused():
+    """A mark does not make an image that a disk still uses removable."""
+    xml = LIVE_XML.replace("<source file='/img/web01.qcow2'/>",
+                           "<source file='/img/web01.1.qcow2.virtops-backup.qcow2'/>")
+    leftover = '/img/web01.1.qcow2.virtops-backup.qcow2'
+    with pytest.raises(SnapshotError, match='a leftover of an earlier run that may hold guest data'):
+        plan(xml, exists={leftover, committed_mark(leftover)}.__contains__)
+
+
+def test_committed_marks_are_written_and_removed(tmp_path):
+    image = str(tmp_path / 'a.qcow2.virtops-backup.qcow2')
+    write_committed_mark(image, '/img/a.qcow2')
+    with open(committed_mark(image)) as handle:
+        assert handle.read() == 'committed into /img/a.qcow2\n'
+    remove_committed_mark(image)
+    remove_committed_mark(image)  # gone already: fine
+    assert not (tmp_path / 'a.qcow2.virtops-backup.qcow2.committed').exists()
 
 
 def test_disk_with_a_block_job_fails():
