@@ -267,14 +267,14 @@ class CommitRun(object):
             marked = self._mark_committed(plan, base)
             try:
                 ours = job.pivot(base)
+                disk = job.disk()
+                if disk.mirror is not None or not same_path(disk.source, base):
+                    self.fail('the pivot of %s to %s is not confirmed by the live XML; nothing '
+                              'was deleted' % (job.target, base), job)
             except BaseException:
                 self._unmark_in_chain(job, marked)
                 raise
             failpoint('after_pivot')
-            disk = job.disk()
-            if disk.mirror is not None or not same_path(disk.source, base):
-                self.fail('the pivot of %s to %s is not confirmed by the live XML; nothing was '
-                          'deleted' % (job.target, base), job)
             self._delete(job, plan)
         return 'committed %s into %s and pivoted%s: %s is the active layer' % (
             top, base, '' if ours else ' (by another process, first)', base)
@@ -304,34 +304,36 @@ class CommitRun(object):
                 job.target, plan.top.path), job)
 
     def _mark_committed(self, plan, base):
-        """Before the pivot, mark the files that it drops and ``_delete`` removes as committed.
+        """Before the pivot, mark the active image that it drops and ``_delete`` removes.
 
-        A run killed between the pivot and the deletion leaves them; the marks tell the next
-        snapshot that they hold nothing the VM lacks, so it removes them instead of refusing
-        them as leftovers that may hold guest data.
+        A run killed between the pivot and the deletion leaves the file; the mark tells the
+        next snapshot that it holds nothing the VM lacks, so it removes it instead of refusing
+        it as a leftover that may hold guest data. Only the active image (the backup's overlay)
+        is marked: nothing reads a mark next to an intermediate image.
         """
-        marked = []
-        if not self.params['delete']:
-            return marked
-        for image in plan.removed(self.params['finish']):
-            if image.kind != 'file':
-                continue
-            try:
-                write_committed_mark(image.path, base)
-            except OSError:
-                continue
-            marked.append(image.path)
-        return marked
+        top = plan.top
+        if not self.params['delete'] or top.kind != 'file' or not any(
+                same_path(image.path, top.path) for image in plan.removed(self.params['finish'])):
+            return []
+        try:
+            write_committed_mark(top.path, base)
+        except OSError:
+            return []  # only the cleanup after a kill is lost
+        return [top.path]
 
     @staticmethod
     def _unmark_in_chain(job, marked):
-        """After a failed pivot: no mark stays on an image the disk still runs on."""
+        """After a failed or unconfirmed pivot, a mark stays only on an image the disk left.
+
+        When the disk cannot be read, none stays: a missing mark only costs the cleanup, a
+        mark on an image still in use could cost its data.
+        """
         try:
-            disk = job.disk()
+            position = job.disk().position
         except (LibvirtFailure, libvirt.libvirtError):
-            return
+            position = None
         for path in marked:
-            if disk.position(path) is not None:
+            if position is None or position(path) is not None:
                 remove_committed_mark(path)
 
     def _delete(self, job, plan):

@@ -132,14 +132,15 @@ class OfflineRepair(object):
             # qemu-img takes the images' locks: a VM started meanwhile would make it fail.
             self.qemu.run(['commit', '-q', '-f', 'qcow2', '-d', repair.overlay],
                           'qemu-img commit of %s into %s' % (repair.overlay, repair.base))
-            # Killed after the definition changes, the run leaves the overlay: the mark lets
-            # the next snapshot remove it (see _snapshot.committed_mark).
-            try:
-                write_committed_mark(repair.overlay, repair.base)
-            except OSError:
-                pass
         new_xml = restored_xml(old_xml, repairs)
         try:
+            # Every overlay is merged. Killed after the definition changes, the run leaves them:
+            # the marks let the next snapshot remove them (see _snapshot.committed_mark).
+            for repair in repairs:
+                try:
+                    write_committed_mark(repair.overlay, repair.base)
+                except OSError:
+                    pass
             self._switch(old_xml, new_xml, repairs)
         except BaseException:
             # the VM may run on the overlays again: no mark stays on them

@@ -307,9 +307,9 @@ class SnapshotRun(object):
             result.update(disks=[plan.result('planned') for plan in plans],
                           msg=self._describe(plans, to_snapshot) + self._stale(stale, check_mode))
             return result
-        for overlay in stale:
-            os.unlink(overlay)
-            remove_committed_mark(overlay)
+        for plan in plans:
+            if plan.status == SNAPSHOT:
+                self._clear(plan)
         consistency, quiesce_error = take_snapshot(self.domain, snapshot_xml(plans),
                                                    self.params['quiesce'])
         result.update(consistency=consistency, quiesce_error=quiesce_error,
@@ -324,6 +324,21 @@ class SnapshotRun(object):
             'quiesced' if consistency == 'quiesced' else 'crash-consistent',
             ': the guest agent is unavailable' if quiesce_error else '') + self._stale(stale)
         return result
+
+    @staticmethod
+    def _clear(plan):
+        """Remove a committed leftover, and any mark, where the new overlay goes: a mark left
+        by a run killed between deleting an overlay and its mark must not pass to the next."""
+        try:
+            if plan.stale:
+                try:
+                    os.unlink(plan.overlay)
+                except FileNotFoundError:
+                    pass
+            remove_committed_mark(plan.overlay)
+        except OSError as exc:
+            raise LibvirtFailure('cannot remove %s, a committed leftover of an earlier run (or its '
+                                 'mark): %s; nothing was snapshotted' % (plan.overlay, exc))
 
     @staticmethod
     def _stale(stale, check_mode=False):

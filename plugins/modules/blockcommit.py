@@ -94,11 +94,12 @@ options:
     description:
       - Delete the committed image files after success; for an active commit, after the pivot
         is confirmed. Files still used by any disk of the domain are never deleted.
-      - For an active commit, each file to delete first gets a mark, C(<file>.committed),
-        written at READY just before the pivot and deleted with the file. A module killed
-        between the pivot and the deletion leaves both. M(virtops.libvirt.disk_snapshot) then
-        removes such an overlay of the backup, which no disk uses any more, instead of refusing
-        it as a leftover that may hold guest data.
+      - For an active commit, the active image that the pivot drops first gets a mark,
+        C(<file>.committed), written at READY just before the pivot and deleted with the file
+        (or at once, when the pivot fails). A module killed between the pivot and the deletion
+        leaves both. M(virtops.libvirt.disk_snapshot) then removes such an overlay of the
+        backup, which no disk uses any more, instead of refusing it as a leftover that may hold
+        guest data.
       - Refused with O(finish=cancel), where nothing leaves the chain.
     type: bool
     default: false

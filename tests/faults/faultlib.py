@@ -483,6 +483,12 @@ def _source_of(xml, target):
     return None
 
 
+def lock_record(text):
+    """The record at the start of a lock file, as the collection reads it (_lock.parse_record):
+    a run killed while it rewrote the record leaves the tail of the old one after it."""
+    return json.JSONDecoder().raw_decode(text.lstrip())[0]
+
+
 def lock_state(case):
     """'free' or a description of the holder of the case's domain lock."""
     path = case.lock
@@ -493,7 +499,7 @@ def lock_state(case):
     if not text:
         return 'free'
     try:
-        record = json.loads(text)
+        record = lock_record(text)
     except ValueError:
         return 'unreadable lock record %r' % text[:200]
     if not record.get('owner'):
@@ -731,7 +737,7 @@ def domain_process_pids(case):
 def lock_workers(case):
     """The pids recorded as workers in the lock of the case's domain."""
     try:
-        record = json.loads(case.lock.read_text())
+        record = lock_record(case.lock.read_text())
     except (OSError, ValueError):
         return []
     return [int(w['pid']) for w in (record.get('workers') or []) if isinstance(w, dict) and w.get('pid')]

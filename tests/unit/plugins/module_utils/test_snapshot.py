@@ -9,6 +9,7 @@ error codes faked here are the ones libvirt 9.0 gave for real domains.
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -19,7 +20,9 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import (
     ALREADY,
     SKIPPED,
     SNAPSHOT,
+    DiskPlan,
     SnapshotError,
+    SnapshotRun,
     committed_mark,
     is_overlay,
     overlay_path,
@@ -241,6 +244,30 @@ def test_committed_marks_are_written_and_removed(tmp_path):
     remove_committed_mark(image)
     remove_committed_mark(image)  # gone already: fine
     assert not (tmp_path / 'a.qcow2.virtops-backup.qcow2.committed').exists()
+
+
+def test_before_the_snapshot_a_stale_overlay_and_any_mark_where_an_overlay_goes_are_removed(tmp_path):
+    stale = str(tmp_path / 'vda.qcow2.virtops-backup.qcow2')
+    fresh = str(tmp_path / 'vdb.raw.virtops-backup.qcow2')
+    for path in (stale, committed_mark(stale), committed_mark(fresh)):
+        open(path, 'w').close()
+    plans = [DiskPlan('vda', SNAPSHOT, overlay=stale), DiskPlan('vdb', SNAPSHOT, overlay=fresh)]
+    plans[0].stale = True
+    for one in plans:
+        SnapshotRun._clear(one)
+    # a mark without its overlay (a run killed between deleting the two) must not pass to the
+    # overlay the snapshot creates there
+    assert sorted(os.listdir(str(tmp_path))) == []
+
+
+def test_a_stale_overlay_that_cannot_be_removed_fails_cleanly(tmp_path):
+    stale = tmp_path / 'vda.qcow2.virtops-backup.qcow2'
+    stale.mkdir()  # unlink fails (EISDIR)
+    plan = DiskPlan('vda', SNAPSHOT, overlay=str(stale))
+    plan.stale = True
+    with pytest.raises(LibvirtFailure, match='cannot remove .*vda.qcow2.virtops-backup.qcow2, a '
+                                             'committed leftover'):
+        SnapshotRun._clear(plan)
 
 
 def test_disk_with_a_block_job_fails():
