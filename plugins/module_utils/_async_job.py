@@ -160,7 +160,7 @@ def poll(job_file, progress_file, wait):
             changed = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         except OSError:
             changed = None
-        if changed != seen or changed is None:
+        if changed != seen:  # written (or replaced) since the last look
             seen = changed
             result = job_result(job_file)
             if result is not None:

@@ -35,6 +35,7 @@ from ansible_collections.virtops.libvirt.plugins.module_utils._libvirt import (
     live_xml,
 )
 from ansible_collections.virtops.libvirt.plugins.module_utils._snapshot import (
+    delete_committed,
     remove_committed_mark,
     write_committed_mark,
 )
@@ -311,15 +312,13 @@ class CommitRun(object):
         it as a leftover that may hold guest data. Only the active image (the backup's overlay)
         is marked: nothing reads a mark next to an intermediate image.
         """
-        top = plan.top
-        if not self.params['delete'] or top.kind != 'file' or not any(
-                same_path(image.path, top.path) for image in plan.removed(self.params['finish'])):
+        if not self.params['delete'] or plan.top.kind != 'file':
             return []
         try:
-            write_committed_mark(top.path, base)
+            write_committed_mark(plan.top.path, base)
         except OSError:
             return []  # only the cleanup after a kill is lost
-        return [top.path]
+        return [plan.top.path]
 
     @staticmethod
     def _unmark_in_chain(job, marked):
@@ -349,12 +348,8 @@ class CommitRun(object):
                 remove_committed_mark(image.path)  # still used: no longer a committed leftover
                 continue
             try:
-                os.unlink(image.path)
-            except FileNotFoundError:
-                remove_committed_mark(image.path)
-                continue
+                if delete_committed(image.path):
+                    self.deleted.append(image.path)
             except OSError as exc:
                 self.fail('the commit succeeded but %s could not be deleted: %s' % (
                     image.path, exc), job)
-            remove_committed_mark(image.path)
-            self.deleted.append(image.path)

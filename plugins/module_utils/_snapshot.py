@@ -73,6 +73,21 @@ def remove_committed_mark(image):
         pass
 
 
+def delete_committed(image):
+    """Delete a committed image, then its mark; False when the image was gone already.
+
+    A run killed between the two leaves a mark alone, which the next snapshot at that path
+    removes; never an image without the mark it had.
+    """
+    try:
+        os.unlink(image)
+        deleted = True
+    except FileNotFoundError:
+        deleted = False
+    remove_committed_mark(image)
+    return deleted
+
+
 def ineligible_reason(disk):
     """Why a disk can never be snapshotted, or None."""
     if disk.device != 'disk':
@@ -331,11 +346,9 @@ class SnapshotRun(object):
         by a run killed between deleting an overlay and its mark must not pass to the next."""
         try:
             if plan.stale:
-                try:
-                    os.unlink(plan.overlay)
-                except FileNotFoundError:
-                    pass
-            remove_committed_mark(plan.overlay)
+                delete_committed(plan.overlay)
+            else:
+                remove_committed_mark(plan.overlay)
         except OSError as exc:
             raise LibvirtFailure('cannot remove %s, a committed leftover of an earlier run (or its '
                                  'mark): %s; nothing was snapshotted' % (plan.overlay, exc))
