@@ -8,8 +8,9 @@ contender fails (or leaves a VM on an overlay). Run it with the dev venv's Pytho
 ansible) after ``make collection``; bench/render.py (matplotlib, bench/.venv) draws the plot
 and writes the markdown afterwards.
 
-Contenders, alternated within each repetition, cold cache (``sync; echo 3 >
-/proc/sys/vm/drop_caches``) before each measured run:
+Contenders, alternated within each repetition. Before each measured run, untimed, the VMs'
+images are read once and then the cache is dropped (``sync; echo 3 > /proc/sys/vm/drop_caches``):
+cold here, and the same start on the host under this machine for every contender (``settle``):
 
 - ``limit``: ``qemu-img convert -U -O qcow2`` of each VM's image (the image the snapshot
   freezes; the OS-less VMs do not write to it) and one ``sync``;
@@ -186,6 +187,20 @@ def drop_caches():
     os.sync()
     with open('/proc/sys/vm/drop_caches', 'w') as handle:
         handle.write('3\n')
+
+
+def settle(vms):
+    """The same start for every contender: the VMs' images read once, untimed, then our cache
+    dropped. The host under this VM, not our cold cache, decided a run's time otherwise
+    (bench/README.md). Returns the seconds it took."""
+    started = time.monotonic()
+    os.sync()
+    for vm in vms:
+        with open(vm.image, 'rb', buffering=0) as handle:
+            while handle.read(8 * MiB):
+                pass
+    drop_caches()
+    return time.monotonic() - started
 
 
 # --- VMs ------------------------------------------------------------------------------------
@@ -545,9 +560,8 @@ MONITOR = None
 
 def measure(case, label, func, variant, vms, rep):
     dest = dest_dir(label)
-    drop_caches()
+    record = dict(case=case, contender=label, rep=rep, n_vms=len(vms), settle_s=round(settle(vms), 2))
     MONITOR.begin(vms)
-    record = dict(case=case, contender=label, rep=rep, n_vms=len(vms))
     started = time.monotonic()
     try:
         if func is role_run:
