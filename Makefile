@@ -208,7 +208,7 @@ bench: setup collection $(BENCH_VENV)/.virtops-bench.stamp
 	@command -v virtnbdbackup >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q virtnbdbackup || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q virtnbdbackup; }; }
 	rc=0; $(VENV_PY) $(ROOT)/bench/bench.py || rc=$$?; \
-		$(BENCH_VENV)/bin/python $(ROOT)/bench/render.py $(ROOT)/bench/output/results.json || rc=$${rc/#0/1}; \
+		$(BENCH_VENV)/bin/python $(ROOT)/bench/render.py $${BENCH_OUTPUT:-$(ROOT)/bench/output}/results.json || rc=$${rc/#0/1}; \
 		exit $$rc
 
 $(BENCH_VENV)/.virtops-bench.stamp: $(ROOT)/bench/requirements.txt

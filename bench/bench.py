@@ -8,9 +8,9 @@ contender fails (or leaves a VM on an overlay). Run it with the dev venv's Pytho
 ansible) after ``make collection``; bench/render.py (matplotlib, bench/.venv) draws the plot
 and writes the markdown afterwards.
 
-Contenders, alternated within each repetition. Before each measured run, untimed, the VMs'
-images are read once and then the cache is dropped (``sync; echo 3 > /proc/sys/vm/drop_caches``):
-cold here, and the same start on the host under this machine for every contender (``settle``):
+Contenders, alternated within each repetition, cold cache (``sync; echo 3 >
+/proc/sys/vm/drop_caches``) before each measured run, free page reporting held back where the
+kernel allows it (``hold_free_memory``, bench/README.md):
 
 - ``limit``: ``qemu-img convert -U -O qcow2`` of each VM's image (the image the snapshot
   freezes; the OS-less VMs do not write to it) and one ``sync``;
@@ -27,7 +27,7 @@ single VM's image from memory, the least that verify + checksum add to a copy.
 
 Environment: BENCH_QUICK=1 (1 repetition, small cases), BENCH_REPS, BENCH_BUDGET (seconds
 by which further repetitions and the scale points must end, default 720, quick 230),
-BENCH_RUN_TIMEOUT (bound of one measured run, default 600, quick 300), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
+BENCH_PAGE_REPORTING=1 (leave free page reporting as it is), BENCH_RUN_TIMEOUT (bound of one measured run, default 600, quick 300), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
 (bench/output), BENCH_FLOOR (run bench/ansible_floor.py first: what Ansible itself costs per task on
 the local and ssh connections, with and without pipelining; default 1 in full mode, 0 in quick
 mode; its results go to results.json under ``floor``, its time does not count against
@@ -189,18 +189,38 @@ def drop_caches():
         handle.write('3\n')
 
 
-def settle(vms):
-    """The same start for every contender: the VMs' images read once, untimed, then our cache
-    dropped. The host under this VM, not our cold cache, decided a run's time otherwise
-    (bench/README.md). Returns the seconds it took."""
-    started = time.monotonic()
-    os.sync()
-    for vm in vms:
-        with open(vm.image, 'rb', buffering=0) as handle:
-            while handle.read(8 * MiB):
-                pass
-    drop_caches()
-    return time.monotonic() - started
+# A VM that hands its free memory back to its host (free page reporting, virtio-balloon) makes
+# page cache written ~1 s after drop_caches several times dearer: its pages are faulted in from
+# the host again. The same 2 GiB convert took 0.7 s at once and 2.7 s after a 2 s pause (five
+# times the kernel time), so a contender that starts its copy after a second of start-up paid
+# for it and one that copies at once did not. The kernel of such a VM may let us hold the
+# freed memory back for the bench, as a hypervisor's own memory is: then 0.72-0.79 s either way.
+PAGE_REPORTING = Path('/sys/module/page_reporting/parameters')
+HOLD_FREE_MEMORY = dict(min_free_ms='60000', max_waiting_mib='1048576')
+
+
+def hold_free_memory():
+    """Defer free page reporting during the run (where this kernel has the two parameters); the
+    earlier values, to put back with ``release_free_memory``, or {} when there is nothing to do."""
+    saved = {}
+    if os.environ.get('BENCH_PAGE_REPORTING', '0') not in ('', '0'):
+        return saved
+    for name, value in HOLD_FREE_MEMORY.items():
+        path = PAGE_REPORTING / name
+        try:
+            saved[name] = path.read_text().strip()
+            path.write_text(value)
+        except OSError:
+            saved.pop(name, None)
+    return saved
+
+
+def release_free_memory(saved):
+    for name, value in saved.items():
+        try:
+            (PAGE_REPORTING / name).write_text(value)
+        except OSError as exc:
+            log('could not put back %s=%s: %s' % (PAGE_REPORTING / name, value, exc))
 
 
 # --- VMs ------------------------------------------------------------------------------------
@@ -560,8 +580,9 @@ MONITOR = None
 
 def measure(case, label, func, variant, vms, rep):
     dest = dest_dir(label)
-    record = dict(case=case, contender=label, rep=rep, n_vms=len(vms), settle_s=round(settle(vms), 2))
+    drop_caches()
     MONITOR.begin(vms)
+    record = dict(case=case, contender=label, rep=rep, n_vms=len(vms))
     started = time.monotonic()
     try:
         if func is role_run:
@@ -888,6 +909,10 @@ def main():
         'default %d, measured at 1 and at the default' % PAR if PAR is not None else 'not in the role, not measured'))
     names = []
     rc = 0
+    held = hold_free_memory()
+    RESULTS['machine']['page_reporting'] = dict(
+        present=PAGE_REPORTING.is_dir(),
+        held=dict((name, '%s (was %s)' % (HOLD_FREE_MEMORY[name], value)) for name, value in held.items()))
     try:
         stale = our_domains()
         if stale:
@@ -956,6 +981,7 @@ def main():
             MONITOR.stop = True
         log('destroying the bench VMs')
         cleanup(names)
+        release_free_memory(held)
         RESULTS['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
         RESULTS['duration_s'] = round(time.monotonic() - T0, 1)
         RESULTS['machine']['loadavg_end'] = os.getloadavg()
