@@ -27,7 +27,8 @@ single VM's image from memory, the least that verify + checksum add to a copy.
 
 Environment: BENCH_QUICK=1 (1 repetition, small cases), BENCH_REPS, BENCH_BUDGET (seconds
 by which further repetitions and the scale points must end, default 720, quick 230),
-BENCH_PAGE_REPORTING=1 (leave free page reporting as it is), BENCH_RUN_TIMEOUT (bound of one measured run, default 600, quick 300), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
+BENCH_PAGE_REPORTING=1 (leave free page reporting as it is), BENCH_RUN_TIMEOUT (bound of one
+measured run, default 600, quick 300), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
 (bench/output), BENCH_FLOOR (run bench/ansible_floor.py first: what Ansible itself costs per task on
 the local and ssh connections, with and without pipelining; default 1 in full mode, 0 in quick
 mode; its results go to results.json under ``floor``, its time does not count against
