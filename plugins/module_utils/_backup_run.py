@@ -363,7 +363,6 @@ class DomainRun(object):
     def copy(self, prepared, sources):
         """Copy every disk at once (one thread each); the copies' results, in disk order."""
         started = time.time()
-        running = prepared['domain']['running']
         results = [None] * len(sources)
         errors = []
         running = {}  # index -> pid of the copy's qemu-img while it runs
@@ -385,9 +384,10 @@ class DomainRun(object):
                               backing_chain=True, checksum=self.p['checksum'],
                               verify=self.p['verify'], force=False,
                               progress_file=os.path.join(prepared['path'], '.%s.progress' % target),
-                              # A shut-off domain's image is locked for the copy, so the VM
-                              # cannot start mid-copy.
-                              force_share=running, bandwidth=self.p['copy_bandwidth'])
+                              # qemu-img takes the image lock: a running VM holds its frozen
+                              # image read-only, which allows it; a shut-off one cannot start on
+                              # it mid-copy; an image still written makes the copy fail.
+                              force_share=False, bandwidth=self.p['copy_bandwidth'])
                 try:
                     results[index] = ImageCopy(self.qemu, params, Recorder(index)).run()
                 except BaseException as exc:  # pylint: disable=broad-except

@@ -13,9 +13,9 @@ version_added: 0.1.0
 description:
   - Copies a disk image with C(qemu-img convert) into O(dest), for example the frozen backing
     image of a running domain while the domain writes to an external snapshot overlay.
-  - The source is opened with C(-U) (force share), because a running QEMU may hold it as a
-    read-only backing file, and is never modified. Copying an image that a running domain
-    writes to gives an inconsistent copy; freeze it first (M(virtops.libvirt.disk_snapshot)).
+  - By default the source is opened with C(-U) (force share, see O(force_share)); it is never
+    modified. Copying an image that a running domain writes to gives an inconsistent copy;
+    freeze it first (M(virtops.libvirt.disk_snapshot)).
   - By default the copy is B(flattened) (see O(backing_chain)), and it is B(sparse) in either
     format. Runs of at least 4 KiB of zeroes (C(-S 4k)) and unallocated areas of the source
     are not written, so they take no disk space.
@@ -121,10 +121,13 @@ options:
     default: false
   force_share:
     description:
-      - Read O(src) without taking QEMU's image lock (C(qemu-img -U)), as needed for the frozen
-        backing image of a running VM.
+      - Read O(src) without taking QEMU's image lock (C(qemu-img -U)), as needed for an image
+        that another process holds for writing.
       - V(false) takes the lock for the copy, so a shut-off VM cannot start on the image while
-        it is copied, and an image in use makes the copy fail instead of being read torn.
+        it is copied, and an image in use makes the copy fail instead of being read torn. The
+        frozen backing image of a running VM (after M(virtops.libvirt.disk_snapshot)) can be
+        copied with the lock, since the VM holds it read-only. The C(virtops.libvirt.live_backup)
+        role copies it so.
     type: bool
     default: true
   bandwidth:
