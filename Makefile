@@ -199,8 +199,8 @@ faults-quick:
 # /var/lib/virtops-bench, destroyed at the end): cold cache, contenders alternated, medians and
 # ratios; per-phase split of the role, time on the overlay, pivot delay after READY. A benchmark,
 # not a test: it fails only when a contender fails. BENCH_QUICK=1: one repetition, small cases.
-# Results: bench/output/results.json; bench/render.py (matplotlib, bench/.venv) writes
-# bench/output/performance-measured.md and performance-scaling.png, and in full mode (or with
+# Results: bench/output/results.json (or $BENCH_OUTPUT); bench/render.py (matplotlib, bench/.venv)
+# writes performance-measured.md and performance-scaling.png next to it, and in full mode (or with
 # BENCH_DOCS=1) the generated section of docs/performance.md and docs/performance-scaling.png.
 BENCH_VENV := $(ROOT)/bench/.venv
 .PHONY: bench
@@ -208,7 +208,7 @@ bench: setup collection $(BENCH_VENV)/.virtops-bench.stamp
 	@command -v virtnbdbackup >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q virtnbdbackup || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q virtnbdbackup; }; }
 	rc=0; $(VENV_PY) $(ROOT)/bench/bench.py || rc=$$?; \
-		$(BENCH_VENV)/bin/python $(ROOT)/bench/render.py $${BENCH_OUTPUT:-$(ROOT)/bench/output}/results.json || rc=$${rc/#0/1}; \
+		$(BENCH_VENV)/bin/python $(ROOT)/bench/render.py "$${BENCH_OUTPUT:-$(ROOT)/bench/output}/results.json" || rc=$${rc/#0/1}; \
 		exit $$rc
 
 $(BENCH_VENV)/.virtops-bench.stamp: $(ROOT)/bench/requirements.txt

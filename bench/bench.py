@@ -27,7 +27,7 @@ single VM's image from memory, the least that verify + checksum add to a copy.
 
 Environment: BENCH_QUICK=1 (1 repetition, small cases), BENCH_REPS, BENCH_BUDGET (seconds
 by which further repetitions and the scale points must end, default 720, quick 230),
-BENCH_PAGE_REPORTING=1 (leave free page reporting as it is), BENCH_RUN_TIMEOUT (bound of one
+BENCH_PAGE_REPORTING (any value but empty or 0: leave free page reporting as it is), BENCH_RUN_TIMEOUT (bound of one
 measured run, default 600, quick 300), BENCH_WORKDIR (/var/lib/virtops-bench), BENCH_OUTPUT
 (bench/output), BENCH_FLOOR (run bench/ansible_floor.py first: what Ansible itself costs per task on
 the local and ssh connections, with and without pipelining; default 1 in full mode, 0 in quick
@@ -66,7 +66,7 @@ WORK = Path(os.environ.get('BENCH_WORKDIR', '/var/lib/virtops-bench'))
 # rewrites .build at any time, and one run must measure one version of the role.
 COLLECTIONS = WORK / 'collections'
 COLLECTION = COLLECTIONS / 'ansible_collections/virtops/libvirt'
-OUT = Path(os.environ.get('BENCH_OUTPUT', str(BENCH / 'output')))
+OUT = Path(os.environ.get('BENCH_OUTPUT') or str(BENCH / 'output'))
 PY = sys.executable
 BINDIR = Path(PY).parent
 URI = 'qemu:///system'
@@ -198,30 +198,44 @@ def drop_caches():
 # freed memory back for the bench, as a hypervisor's own memory is: then 0.72-0.79 s either way.
 PAGE_REPORTING = Path('/sys/module/page_reporting/parameters')
 HOLD_FREE_MEMORY = dict(min_free_ms='60000', max_waiting_mib='1048576')
+# The values to put back, kept until they are: a run that was SIGKILLed leaves them for the next.
+HELD_FILE = WORK / 'page-reporting.json'
+
+
+def can_hold_free_memory():
+    return all((PAGE_REPORTING / name).exists() for name in HOLD_FREE_MEMORY)
 
 
 def hold_free_memory():
     """Defer free page reporting during the run (where this kernel has the two parameters); the
     earlier values, to put back with ``release_free_memory``, or {} when there is nothing to do."""
-    saved = {}
-    if os.environ.get('BENCH_PAGE_REPORTING', '0') not in ('', '0'):
-        return saved
+    if HELD_FILE.exists():
+        log('putting back the page reporting parameters an earlier run left held')
+        release_free_memory(json.loads(HELD_FILE.read_text()))
+    if os.environ.get('BENCH_PAGE_REPORTING', '0') not in ('', '0') or not can_hold_free_memory():
+        return {}
+    saved = dict((name, (PAGE_REPORTING / name).read_text().strip()) for name in HOLD_FREE_MEMORY)
+    HELD_FILE.write_text(json.dumps(saved))
     for name, value in HOLD_FREE_MEMORY.items():
-        path = PAGE_REPORTING / name
         try:
-            saved[name] = path.read_text().strip()
-            path.write_text(value)
-        except OSError:
-            saved.pop(name, None)
+            (PAGE_REPORTING / name).write_text(value)
+        except OSError as exc:
+            log('could not hold back page reporting (%s=%s): %s' % (name, value, exc))
+            release_free_memory(saved)
+            return {}
     return saved
 
 
 def release_free_memory(saved):
+    failed = False
     for name, value in saved.items():
         try:
             (PAGE_REPORTING / name).write_text(value)
         except OSError as exc:
+            failed = True
             log('could not put back %s=%s: %s' % (PAGE_REPORTING / name, value, exc))
+    if not failed:
+        HELD_FILE.unlink(missing_ok=True)
 
 
 # --- VMs ------------------------------------------------------------------------------------
@@ -912,7 +926,7 @@ def main():
     rc = 0
     held = hold_free_memory()
     RESULTS['machine']['page_reporting'] = dict(
-        present=PAGE_REPORTING.is_dir(),
+        present=can_hold_free_memory(),
         held=dict((name, '%s (was %s)' % (HOLD_FREE_MEMORY[name], value)) for name, value in held.items()))
     try:
         stale = our_domains()
@@ -980,9 +994,9 @@ def main():
             signal.signal(sig, signal.SIG_IGN)  # the cleanup itself is not interrupted
         if MONITOR:
             MONITOR.stop = True
+        release_free_memory(held)
         log('destroying the bench VMs')
         cleanup(names)
-        release_free_memory(held)
         RESULTS['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
         RESULTS['duration_s'] = round(time.monotonic() - T0, 1)
         RESULTS['machine']['loadavg_end'] = os.getloadavg()

@@ -1,9 +1,10 @@
 # Copyright (c) virtops.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Render bench/output/results.json: markdown tables and the scaling plot (matplotlib).
+"""Render a results.json of bench.py (default bench/output/results.json): markdown tables and
+the scaling plot (matplotlib).
 
-Always writes bench/output/performance-measured.md and bench/output/performance-scaling.png.
+Always writes performance-measured.md and performance-scaling.png next to the results.json.
 In full mode (or with BENCH_DOCS=1; BENCH_DOCS=0 never) it also replaces the generated part of
 docs/performance.md, between the markers below, and writes docs/performance-scaling.png. Text
 outside the markers is the lead's prose and is kept as it is.
@@ -30,8 +31,11 @@ HEADERS = {'limit': 'limit (`qemu-img convert` + sync)', 'virsh': 'virsh script 
 
 def page_reporting_line(state):
     """What the run did about this machine handing its free memory to its host (bench.py)."""
-    if not state or not state.get('present'):
-        return 'Free page reporting to a host: none on this machine.'
+    if state is None:
+        return 'Free page reporting to a host: not recorded by this run.'
+    if not state.get('present'):
+        return ('Free page reporting to a host: nothing to hold back on this machine (no `min_free_ms` '
+                'and `max_waiting_mib` parameters).')
     if not state.get('held'):
         return ('Free page reporting to the host: left as it was (page cache written after a pause '
                 'costs more; see bench/README.md).')
