@@ -39,9 +39,8 @@ def page_reporting_line(state):
     if not state.get('held'):
         return ('Free page reporting to the host: left as it was (page cache written after a pause '
                 'costs more; see bench/README.md).')
-    return ('Free page reporting to the host: held back during the run (%s), so page cache written '
-            'a second after `drop_caches` costs what it costs on a hypervisor (bench/README.md).' % ', '.join(
-                '`%s` %s' % item for item in sorted(state['held'].items())))
+    return ('Free page reporting to the host: held back during the run (%s; bench/README.md).' % ', '.join(
+        '`%s` %s' % item for item in sorted(state['held'].items())))
 
 
 def fmt(value, digits=2):
