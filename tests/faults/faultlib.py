@@ -29,6 +29,7 @@ PYTHON = os.environ.get('FAULTS_PYTHON', sys.executable)
 COLLECTIONS = os.environ.get('ANSIBLE_COLLECTIONS_PATH', str(ROOT / '.build'))
 WORK = Path(os.environ.get('FAULTS_WORKDIR', '/var/tmp/virtops-faults'))
 RESULTS = Path(os.environ.get('FAULTS_RESULTS', str(ROOT / 'tests/output/faults.jsonl')))
+EVIDENCE = RESULTS.parent / 'faults-evidence'
 OVERLAY_SUFFIX = '.virtops-backup.qcow2'
 URI = 'qemu:///system'
 MiB = 1024 * 1024
@@ -311,6 +312,22 @@ class Case:
         """A guest write outside the writer (to give a commit data), checked at the end."""
         vmtool('write', self.name, target, pattern, offset, length)
         self.extra.append((target, pattern, offset, length))
+
+    def keep_evidence(self):
+        """A failed case keeps what explains it (the teardown removes the case directory):
+        the writer log, every run's output and the tail of the QEMU log. Returns the path."""
+        where = EVIDENCE / ('%s-%d-%s' % (self.case, self.rep, time.strftime('%Y%m%dT%H%M%S')))
+        where.mkdir(parents=True, exist_ok=True)
+        if self.writer_log.exists():
+            shutil.copy(self.writer_log, where / 'writes.jsonl')
+        for run in self.runs:
+            (where / ('run-%s.txt' % run.label)).write_text(run.stdout_tail(200000))
+        qemu_log = Path('/var/log/libvirt/qemu/%s.log' % self.name)
+        if qemu_log.exists():
+            with open(qemu_log, 'rb') as handle:
+                handle.seek(max(0, qemu_log.stat().st_size - 65536))
+                (where / 'qemu.log.tail').write_bytes(handle.read())
+        return where
 
     def mount_tmpfs(self, path, size):
         path.mkdir(parents=True, exist_ok=True)
@@ -803,6 +820,11 @@ class Recorder:
             except Exception as check_exc:  # pylint: disable=broad-except
                 self.row['failures'].append('end-of-case check: %s' % check_exc)
         self.row['outcome'] = 'fail' if self.row['failures'] else 'pass'
+        if self.row['failures']:
+            try:
+                self.row['evidence'] = str(self.case.keep_evidence())
+            except OSError as keep_exc:
+                self.row['evidence'] = 'not kept: %s' % keep_exc
         self.row['seconds'] = round(time.monotonic() - self.started, 1)
         record(**self.row)
         if self.row['failures'] and (exc is None or isinstance(exc, CaseFailure)):

@@ -134,18 +134,34 @@ def hmp(dom, command):
 
 
 def qemu_io(dom, target, command):
-    """Run one qemu-io command on the live disk; return what it printed to the log."""
+    """Run one qemu-io command on the live disk; return what it printed to the log.
+
+    virtlogd rotates the log at 2 MiB (renames it to ``.log.0`` and starts a new one), even
+    in the middle of the command's output: read on from the file as it was before the
+    command, then the new file from its start, or a read that straddles a rotation looks
+    like a failed read (a lost write to the checks)."""
     log = os.path.join(LOG_DIR, '%s.log' % dom.name())
-    start = os.path.getsize(log)
-    out = hmp(dom, 'qemu-io -d /machine/peripheral/ua-%s/virtio-backend "%s"' % (target, command))
-    for dummy in range(50):
-        with open(log) as handle:
-            handle.seek(start)
-            text = out + handle.read()
-        if 'bytes at offset' in text or 'failed' in text.lower() or 'error' in text.lower():
-            return text
-        time.sleep(0.1)
-    return text
+    with open(log, errors='replace') as before:
+        before.seek(0, os.SEEK_END)
+        out = hmp(dom, 'qemu-io -d /machine/peripheral/ua-%s/virtio-backend "%s"' % (target, command))
+        text = out
+        for dummy in range(50):
+            text += before.read()
+            rotated = ''
+            try:
+                if os.stat(log).st_ino != os.fstat(before.fileno()).st_ino:
+                    with open(log, errors='replace') as after:
+                        rotated = after.read()
+            except FileNotFoundError:
+                pass  # between the rename and the new file
+            if _qemu_io_done(text + rotated):
+                return text + rotated
+            time.sleep(0.1)
+        return text + rotated
+
+
+def _qemu_io_done(text):
+    return 'bytes at offset' in text or 'failed' in text.lower() or 'error' in text.lower()
 
 
 def write(dom, target, pattern, offset, length):
@@ -423,6 +439,8 @@ def cmd_check_writes(args):
             ok = any(read_ok(dom, args.target, p, offset * MiB, size) for p in sorted(allowed))
         if not ok:
             bad.append(dict(offset=offset, allowed=sorted(allowed), found=found))
+            if not args.image:  # what the guest sees there: a foreign pattern, or no answer
+                bad[-1]['first_bytes'] = qemu_io(dom, args.target, 'read -v %d 16' % (offset * MiB))[-300:]
     print(json.dumps(dict(checked=len(offsets), writes=len(writes), acked=len(acked), bad=bad)))
     if bad:
         sys.exit(1)
