@@ -142,6 +142,11 @@ def failure_record(name, error):
                 consistency=None, path=None)
 
 
+def failure_summary(record):
+    """A failed domain's line: why, then where its VM is when that was checked after the failure."""
+    return '%s; the VM is %s' % (record['error'], record['vm']) if record.get('vm') else record['error']
+
+
 def lock_path(lock_dir, uuid):
     return os.path.join(lock_dir, '%s.lock' % uuid)
 
@@ -207,12 +212,16 @@ class DomainRun(object):
             record = self._recover(previous) if self.p['recover_only'] else self._backup()
         except BaseException as exc:  # pylint: disable=broad-except
             record = failure_record(self.name, _message(exc))
-            # Whatever failed, the VM goes back onto its own images.
+            # Whatever failed, the VM goes back onto its own images; the summary says it is.
             try:
-                self.bring_back()
+                brought = self.bring_back()
             except BaseException as again:  # pylint: disable=broad-except
                 record['error'] = record['summary'] = '%s; then: %s' % (record['error'],
                                                                         _message(again))
+            else:
+                record['vm'] = 'brought back onto its own images: %s' % ', '.join(brought) \
+                    if brought else 'on its own images'
+                record['summary'] = failure_summary(record)
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         record['timeline'] = self.timeline
@@ -645,7 +654,8 @@ class Supervisor(object):
         """Record the result of a domain's process; start its recovery when it died without one."""
         result = child.result()
         if result is not None and self.stopped and result.get('status') == 'failed':
-            result['error'] = result['summary'] = '%s (%s)' % (result['error'], self.stopped)
+            result['error'] = '%s (%s)' % (result['error'], self.stopped)
+            result['summary'] = failure_summary(result)
         if result is not None:
             if index in recovering:
                 self._after_recovery(index, result)

@@ -173,6 +173,15 @@ domains:
       description: Why it failed.
       type: str
       returned: when it failed
+    vm:
+      description:
+        - Where a failed domain's VM was when the run checked after the failure, also at the
+          end of RV(domains[].summary) - V(on its own images), or V(brought back onto its own images)
+          followed by the disks it brought back. Absent when that could not be done (then
+          RV(domains[].error) says why) or the domain's process died (then RV(domains[].error) says
+          what its recovery did).
+      type: str
+      returned: when it failed and the VM was brought back
     bytes:
       description: Bytes of the backup on disk.
       type: int

@@ -48,7 +48,8 @@ class FakeRun(object):
             try:
                 time.sleep(60)
             except KeyboardInterrupt as exc:
-                return dict(domain=self.name, status='failed', error=str(exc), summary=str(exc))
+                return dict(domain=self.name, status='failed', error=str(exc), vm='on its own images',
+                            summary=str(exc) + '; the VM is on its own images')
         if self.name.startswith('slow'):
             partial = os.path.join(self.p['dest'], self.name, '20261128T000000Z.partial')
             os.makedirs(partial)
@@ -139,6 +140,8 @@ def test_at_the_time_limit_the_domains_in_progress_stop_and_no_other_starts(para
     results = run(params, ['long1', 'ok2'])
     assert results[0]['status'] == 'failed'
     assert results[0]['error'] == "interrupted by signal 15 (the job's time limit of 1 s (async) was reached)"
+    assert results[0]['summary'] == ("interrupted by signal 15 (the job's time limit of 1 s (async) was "
+                                     "reached); the VM is on its own images")
     assert results[1] == dict(results[1], status='failed',
                               error="not started: the job's time limit of 1 s (async) was reached")
     assert [r['name'] for r in starts(params)] == ['long1']
