@@ -199,7 +199,8 @@ def drop_caches():
 # the host again. The same 2 GiB convert took 0.7 s at once and 2.7 s after a 2 s pause (five
 # times the kernel time), so a contender that starts its copy after a second of start-up paid
 # for it and one that copies at once did not. The kernel of such a VM may let us hold the
-# freed memory back for the bench, as a hypervisor's own memory is: then 0.72-0.79 s either way.
+# freed memory back for the bench, as a hypervisor's own memory is: then 0.72-0.79 s either way
+# in that series; later series still show a smaller cost of a later start (bench/start_delay.py).
 PAGE_REPORTING = Path('/sys/module/page_reporting/parameters')
 HOLD_FREE_MEMORY = dict(min_free_ms='60000', max_waiting_mib='1048576')
 # The values to put back, kept until they are: a run that was SIGKILLed leaves them for the next.
