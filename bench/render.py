@@ -70,8 +70,8 @@ def warmup_clause(results):
     warmups = results.get('warmups') or []
     if not results.get('warmup') or not warmups:
         return ''
-    times = ', '.join('%s rep %d %s' % (w['case'], w['rep'], '%.2f s' % w['seconds'] if w.get('seconds')
-                                         else 'failed') for w in warmups)
+    times = ', '.join('%s rep %d %s' % (w['case'], w['rep'], ('%.2f s' % w['seconds']) if w.get('seconds') else 'failed')
+                      for w in warmups)
     return ('; before each repetition of each case an untimed warm-up run of the limit, which took %s'
             % times)
 
