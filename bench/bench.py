@@ -756,7 +756,7 @@ def warm_up(case, vms, rep):
     drop_caches()
     try:
         seconds = c_limit(vms, dest, None)['seconds']
-    except ContenderError as exc:
+    except (ContenderError, subprocess.SubprocessError, OSError) as exc:
         seconds = None
         RESULTS['notes'].append('warm-up of %s rep %d failed: %s' % (case, rep, str(exc)[:200]))
     shutil.rmtree(dest, ignore_errors=True)

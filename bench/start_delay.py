@@ -49,7 +49,8 @@ def limit(src, dest):
 
 def copy_code():
     """The collection's ``_image_copy`` from the collection that ``make collection`` built."""
-    sys.path.insert(0, str(B.SOURCE_COLLECTIONS))
+    if str(B.SOURCE_COLLECTIONS) not in sys.path:
+        sys.path.insert(0, str(B.SOURCE_COLLECTIONS))
     return importlib.import_module('ansible_collections.virtops.libvirt.plugins.module_utils._image_copy')
 
 

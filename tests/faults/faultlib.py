@@ -321,12 +321,14 @@ class Case:
         if self.writer_log.exists():
             shutil.copy(self.writer_log, where / 'writes.jsonl')
         for run in self.runs:
-            (where / ('run-%s.txt' % run.label)).write_text(run.stdout_tail(200000))
-        qemu_log = Path('/var/log/libvirt/qemu/%s.log' % self.name)
-        if qemu_log.exists():
-            with open(qemu_log, 'rb') as handle:
-                handle.seek(max(0, qemu_log.stat().st_size - 65536))
-                (where / 'qemu.log.tail').write_bytes(handle.read())
+            (where / ('run-%s.txt' % run.label)).write_text(run.stdout_tail(200000), encoding='utf-8',
+                                                            errors='replace')
+        for suffix in ('', '.0'):  # and the one before, in case it was just rotated
+            qemu_log = Path('/var/log/libvirt/qemu/%s.log%s' % (self.name, suffix))
+            if qemu_log.exists():
+                with open(qemu_log, 'rb') as handle:
+                    handle.seek(max(0, qemu_log.stat().st_size - 65536))
+                    (where / ('qemu.log%s.tail' % suffix)).write_bytes(handle.read())
         return where
 
     def mount_tmpfs(self, path, size):
@@ -823,7 +825,7 @@ class Recorder:
         if self.row['failures']:
             try:
                 self.row['evidence'] = str(self.case.keep_evidence())
-            except OSError as keep_exc:
+            except Exception as keep_exc:  # pylint: disable=broad-except
                 self.row['evidence'] = 'not kept: %s' % keep_exc
         self.row['seconds'] = round(time.monotonic() - self.started, 1)
         record(**self.row)

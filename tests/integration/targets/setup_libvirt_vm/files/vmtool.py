@@ -141,23 +141,39 @@ def qemu_io(dom, target, command):
     command, then the new file from its start, or a read that straddles a rotation looks
     like a failed read (a lost write to the checks)."""
     log = os.path.join(LOG_DIR, '%s.log' % dom.name())
-    with open(log, errors='replace') as before:
+    with _open_log(log) as before:
         before.seek(0, os.SEEK_END)
         out = hmp(dom, 'qemu-io -d /machine/peripheral/ua-%s/virtio-backend "%s"' % (target, command))
         text = out
+        rotated = ''
         for dummy in range(50):
-            text += before.read()
-            rotated = ''
+            # Rotated first, then read the old file: once rotated it no longer grows, so no
+            # piece of the output between the two files is missed.
             try:
-                if os.stat(log).st_ino != os.fstat(before.fileno()).st_ino:
+                was_rotated = os.stat(log).st_ino != os.fstat(before.fileno()).st_ino
+            except FileNotFoundError:
+                was_rotated = True  # between the rename and the new file
+            text += before.read()
+            if was_rotated:
+                try:
                     with open(log, errors='replace') as after:
                         rotated = after.read()
-            except FileNotFoundError:
-                pass  # between the rename and the new file
+                except FileNotFoundError:
+                    rotated = ''
             if _qemu_io_done(text + rotated):
-                return text + rotated
+                break
             time.sleep(0.1)
         return text + rotated
+
+
+def _open_log(log):
+    """The domain's log, opened; a moment after a rotation it may not exist yet."""
+    for dummy in range(20):
+        try:
+            return open(log, errors='replace')
+        except FileNotFoundError:
+            time.sleep(0.05)
+    return open(log, errors='replace')
 
 
 def _qemu_io_done(text):
