@@ -289,14 +289,20 @@ def make_vm(name, disk, data_mib):
     out = vmtool('create', name, '--dir', directory, '--disk', 'vda:qcow2:%s:1' % disk,
                  '--persistent', '--no-start')
     image = json.loads(out.stdout)['disks'][0]['chain'][0]
-    if data_mib:
-        chunk = min(data_mib, 1024)
-        data = make_data_file(chunk)
-        for offset in range(0, data_mib, chunk):
-            run(['qemu-io', '-f', 'qcow2', '-c', 'write -q -s %s %dM %dM' % (
-                data, offset, min(chunk, data_mib - offset)), image], timeout=300)
+    write_data(image, data_mib)
     conn().lookupByName(name).create()
     return VM(name, image)
+
+
+def write_data(image, data_mib):
+    """``data_mib`` MiB of the bench's data from the start of a qcow2 image (offline, qemu-io)."""
+    if not data_mib:
+        return
+    chunk = min(data_mib, 1024)
+    data = make_data_file(chunk)
+    for offset in range(0, data_mib, chunk):
+        run(['qemu-io', '-f', 'qcow2', '-c', 'write -q -s %s %dM %dM' % (
+            data, offset, min(chunk, data_mib - offset)), image], timeout=300)
 
 
 def active_source(dom, target='vda'):

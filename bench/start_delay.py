@@ -8,7 +8,7 @@ Run it with the dev venv's Python, as root, after ``make collection``:
 numbers. In the bench every contender starts right after ``drop_caches``, but the role's copy
 begins only after Ansible's start-up (1-2 s); on a machine that is itself a VM and hands free
 memory back to its host, page cache written later may cost more. Here the same 2 GiB image
-(bench data: half random, half text) is copied, cold, by
+(the bench's single VM: 2 GiB of its data, half random, half text, in an 8G qcow2) is copied, cold, by
 
 - ``limit``: ``qemu-img convert -U -f qcow2 -O qcow2`` and ``sync``, as the bench's limit;
 - ``role``: the collection's own copy code (``_image_copy``: its ``convert_argv``, the partial
@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,13 +37,12 @@ import bench as B
 REPS = int(os.environ.get('DELAY_REPS', '6'))
 DELAYS = [float(d) for d in os.environ.get('DELAYS', '0,0.8,1.7').split(',')]
 WORK = B.WORK / 'start-delay'
-DATA_MIB = 2048
+DATA_MIB = B.SINGLE['data_mib']  # 2048 (full mode)
 
 
 def limit(src, dest):
-    subprocess.run(['qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', 'qcow2', str(src), str(dest)],
-                   check=True, capture_output=True)
-    os.sync()
+    """The bench's own limit contender, on one image."""
+    B.c_limit([B.VM(dest.stem, src)], dest.parent, None)
 
 
 def copy_code():
@@ -68,17 +66,14 @@ def role(src, dest):
 
 
 def image():
+    """The bench's single VM's disk: its data in an 8G qcow2, written as ``make bench`` does."""
     src = WORK / 'src.qcow2'
     if not src.exists():
-        data = B.make_data_file(1024)  # 1 GiB, written twice
-        raw = WORK / 'src.raw'
-        with open(raw, 'wb') as out:
-            for dummy in range(DATA_MIB // 1024):
-                with open(data, 'rb') as part:
-                    shutil.copyfileobj(part, out, 16 * B.MiB)
-        subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', str(raw), str(src)],
+        partial = WORK / 'src.qcow2.partial'
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(partial), B.SINGLE['disk']],
                        check=True, capture_output=True)
-        raw.unlink()
+        B.write_data(partial, DATA_MIB)
+        partial.rename(src)
     return src
 
 
