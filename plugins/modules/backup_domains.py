@@ -181,7 +181,7 @@ domains:
           RV(domains[].error) says why) or the domain's process died (then RV(domains[].error) says
           what its recovery did).
       type: str
-      returned: when it failed and where its VM is was checked afterwards
+      returned: when it failed and its VM was checked afterwards
     bytes:
       description: Bytes of the backup on disk.
       type: int
